@@ -1,0 +1,275 @@
+"""One typed config tree.
+
+A recipe is a sparse YAML file that states only what differs from the defaults
+below; `key=value` overrides (dotted paths) are applied after it. Unknown keys and
+ill-typed values stop the run before any work, naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the config tree."""
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the locally built Qwen2-architecture model (used when model.path == 'tiny')."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 2  # head_dim 64: a size every vLLM attention backend supports
+    num_kv_heads: int = 2
+    intermediate_size: int = 512
+    max_position_embeddings: int = 256
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny"  # 'tiny' = build locally; else an HF hub id or a local HF directory
+    dtype: str = "float32"
+    cache_dir: str = "~/.cache/rlreason"  # where the tiny model and tokenizer are cached
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class TaskConfig:
+    """The built-in generated reasoning task: n-digit addition with a carry scratchpad."""
+
+    name: str = "addition"
+    digits: int = 3
+    heldout_size: int = 500
+    seed: int = 1234
+
+
+@dataclass
+class WarmStartConfig:
+    """Supervised 'cold start' on demonstrations from an imperfect teacher."""
+
+    enabled: bool = True
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    # Probability that the teacher drops a carry at an inner column (its blind spot).
+    teacher_carry_drop: float = 0.6
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_step: int = 32
+    group_size: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 40
+    kv_cache_gib: float = 1.0
+    max_model_len: int = 256
+    seed: int = 0
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = "grpo"  # a name in rlreason.algos.ADVANTAGES
+    policy_loss: str = "ppo_clip"  # a name in rlreason.algos.POLICY_LOSSES
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    kl_coef: float = 0.0  # > 0 loads a frozen reference model and adds a KL loss term
+    kl_estimator: str = "k3"  # a name in rlreason.algos.KL_ESTIMATORS
+    std_eps: float = 1e-6
+    epochs: int = 1  # passes over each rollout batch
+    minibatches: int = 1  # optimizer steps per pass
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    grad_clip: float = 1.0
+    micro_batch_size: int = 256  # sequences per forward/backward; gradients accumulate
+
+
+@dataclass
+class EvalConfig:
+    every: int = 5  # evaluate held-out greedy accuracy every K steps (0 = only at start and end)
+    size: int = 500  # held-out problems (<= task.heldout_size)
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: join RAY_ADDRESS if set, else start a local cluster
+    num_cpus: int | None = None  # for a local cluster; None = all cores
+    learner_cpus: float = 1.0
+    rollout_cpus: float = 1.0
+    threads: int = 0  # torch/OMP threads per actor; 0 = all cores of this node
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    run_dir: str = "runs/{name}"
+    seed: int = 0
+    steps: int = 60
+    reward: str = "addition"  # a name in rlreason.rewards.REWARDS or 'package.module:function'
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir.format(name=self.name))
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Return `value` converted to type `tp`, or raise ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ConfigError(f"{where}: unsupported type {tp}")
+    raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _merge(obj: Any, data: dict, prefix: str, source: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key '{path}' (known here: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{path}.", source)
+        else:
+            setattr(obj, key, _check(value, hints[key], f"{source}: key '{path}'"))
+
+
+def apply_override(cfg: Config, override: str) -> None:
+    """Apply one `dotted.key=value` override; the value is parsed as YAML."""
+    if "=" not in override:
+        raise ConfigError(f"command line: override {override!r} is not of the form key=value")
+    key, raw = override.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"command line: key '{key}': cannot parse value {raw!r}: {e}") from None
+    if isinstance(value, str) is False and raw.strip() and _is_str_field(cfg, key):
+        value = raw  # e.g. name=123 for a string field
+    nested: dict = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    _merge(cfg, nested, "", "command line")
+
+
+def _is_str_field(cfg: Config, dotted: str) -> bool:
+    obj: Any = cfg
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    hints = typing.get_type_hints(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    return hints.get(parts[-1]) in (str, str | None)
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults <- recipe YAML <- overrides. Raises ConfigError naming the key and the file."""
+    cfg = Config()
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        _merge(cfg, data, "", str(path))
+    for override in overrides:
+        apply_override(cfg, override)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that the types alone cannot express."""
+    from rlreason import algos  # pure torch, no ray/vllm
+
+    checks = [
+        (cfg.algo.advantage in algos.ADVANTAGES, "algo.advantage", cfg.algo.advantage, sorted(algos.ADVANTAGES)),
+        (cfg.algo.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", cfg.algo.policy_loss, sorted(algos.POLICY_LOSSES)),
+        (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
+        (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
+    ]
+    for ok, key, value, allowed in checks:
+        if not ok:
+            raise ConfigError(f"key '{key}': unknown value {value!r}; choose one of {allowed}")
+    positive = {
+        "steps": cfg.steps,
+        "rollout.group_size": cfg.rollout.group_size,
+        "rollout.prompts_per_step": cfg.rollout.prompts_per_step,
+        "rollout.max_tokens": cfg.rollout.max_tokens,
+        "algo.epochs": cfg.algo.epochs,
+        "algo.minibatches": cfg.algo.minibatches,
+        "optim.micro_batch_size": cfg.optim.micro_batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"key '{key}': must be > 0, got {value}")
+    if cfg.eval.size > cfg.task.heldout_size:
+        raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
+    if cfg.rollout.temperature <= 0:
+        raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

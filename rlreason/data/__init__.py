@@ -1,0 +1,1 @@
+"""Prompt data: the built-in generated task, the tiny local model builder, samplers."""

@@ -1,0 +1,110 @@
+"""Build (or reuse from a cache) a tiny Qwen2-architecture model and a character tokenizer.
+
+Both are saved in ordinary HF format, with a ChatML chat template, so every loader in
+the project (transformers, vLLM, `rlreason` itself) treats them like any hub model.
+No download is needed: the tokenizer is built with `tokenizers`, the weights are random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+from dataclasses import asdict
+from pathlib import Path
+
+from rlreason.config import ModelConfig, TinyModelConfig
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+VOCAB_CHARS = string.printable  # digits, letters, punctuation, whitespace: 100 characters
+FORMAT_VERSION = 1  # bump when the files written here change shape
+
+
+def build_tokenizer():
+    """A character-level PreTrainedTokenizerFast: one token per character, EOS = <|im_end|>."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in VOCAB_CHARS:
+        vocab.setdefault(ch, len(vocab))
+    # BPE with no merges splits text into single characters; Fuse joins them back on decode.
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|endoftext|>"))
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=1024,
+    )
+
+
+def build_model(tiny: TinyModelConfig, vocab_size: int, eos_id: int, pad_id: int):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_kv_heads,
+        max_position_embeddings=tiny.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(tiny.seed)
+    return Qwen2ForCausalLM(config)
+
+
+def tiny_model_dir(model_cfg: ModelConfig) -> Path:
+    key = json.dumps({"tiny": asdict(model_cfg.tiny), "v": FORMAT_VERSION, "chars": VOCAB_CHARS}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return Path(os.path.expanduser(model_cfg.cache_dir)) / f"tiny-qwen2-{digest}"
+
+
+def ensure_tiny_model(model_cfg: ModelConfig) -> Path:
+    """Return the cached tiny model directory, building it first if missing.
+
+    The directory is written under a temporary name and renamed into place, so a
+    killed build never leaves a half-written model that a later run would trust.
+    """
+    target = tiny_model_dir(model_cfg)
+    if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    tokenizer = build_tokenizer()
+    model = build_model(model_cfg.tiny, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race: use its copy
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(model_cfg: ModelConfig) -> str:
+    """The path or hub id that transformers and vLLM should load."""
+    if model_cfg.path == "tiny":
+        return str(ensure_tiny_model(model_cfg))
+    local = Path(os.path.expanduser(model_cfg.path))
+    return str(local) if local.exists() else model_cfg.path  # else an HF hub id
