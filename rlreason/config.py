@@ -112,6 +112,8 @@ class RayConfig:
     num_cpus: int | None = None  # for a local cluster; None = all cores
     learner_cpus: float = 1.0
     rollout_cpus: float = 1.0
+    learner_gpus: float = 0.0
+    rollout_gpus: float = 0.0
     threads: int = 0  # torch/OMP threads per actor; 0 = all cores of this node
 
 

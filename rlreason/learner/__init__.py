@@ -1,0 +1,1 @@
+"""The policy update: batching, per-token logprobs, optimizer; torch and transformers only."""

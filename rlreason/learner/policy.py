@@ -1,0 +1,181 @@
+"""The learner: a transformers causal LM, its AdamW optimizer, warm start and the RL update."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+
+from rlreason.algos import KL_ESTIMATORS, POLICY_LOSSES, masked_mean
+from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
+from rlreason.learner.batch import sft_batch
+from rlreason.types import Batch, UpdateStats
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False):
+    """Per-token logprobs of each next token (B, T), and optionally the entropy (B, T)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    if not with_entropy:
+        return logp, None
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def warmup_schedule(optimizer, warmup_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+
+
+class Learner:
+    def __init__(self, model: str, algo: AlgoConfig, optim: OptimConfig, dtype: str = "float32", seed: int = 0, threads: int = 0):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.algo, self.optim_cfg = algo, optim
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[dtype])
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.ref = None
+        self.optimizer = self._new_optimizer(optim.lr, optim.weight_decay, optim.betas)
+        self.scheduler = warmup_schedule(self.optimizer, optim.warmup_steps)
+        self.policy_loss = POLICY_LOSSES[algo.policy_loss]
+        self.kl_fn = KL_ESTIMATORS[algo.kl_estimator]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _new_optimizer(self, lr, weight_decay, betas):
+        return torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay, betas=tuple(betas))
+
+    # ---- warm start (the R1 "cold start": supervised steps on demonstrations) ----
+    def warm_start(self, pairs: list[tuple[str, str]], cfg: WarmStartConfig) -> dict:
+        """Supervised fine-tuning on (prompt, completion) text pairs; completions end with EOS."""
+        t0 = time.time()
+        eos = self.tokenizer.eos_token_id
+        encoded = [
+            (self.tokenizer(p, add_special_tokens=False)["input_ids"], self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos])
+            for p, c in pairs
+        ]
+        opt = self._new_optimizer(cfg.lr, 0.0, (0.9, 0.99))
+        # linear warm-up, then cosine decay to 10%
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda s: min((s + 1) / cfg.warmup_steps, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))),
+        )
+        self.model.train()
+        losses = []
+        for step in range(cfg.steps):
+            idx = torch.randint(len(encoded), (cfg.batch_size,), generator=self.generator)
+            batch = sft_batch([encoded[i] for i in idx], self.pad_id)
+            logp, _ = token_logprobs(self.model, batch)
+            loss = -masked_mean(logp, batch.loss_mask)
+            self._check_finite(loss, f"warm-start step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        if self.algo.kl_coef > 0:
+            self.make_reference()
+        return {"warm_start/loss_first": losses[0], "warm_start/loss_last": losses[-1], "timing/warm_start": time.time() - t0}
+
+    def make_reference(self) -> None:
+        """Freeze a copy of the current policy as the KL reference."""
+        self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    # ---- the RL update ----
+    def update(self, batch: Batch, temperature: float = 1.0) -> UpdateStats:
+        """PPO-style update on one rollout batch: `epochs` passes of `minibatches` optimizer steps.
+
+        With exactly one pass and one minibatch the update is on-policy and the old logprobs
+        are the current ones, detached: no second forward pass.
+        """
+        if self.algo.kl_coef > 0 and self.ref is None:
+            self.make_reference()
+        self.model.train()
+        on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
+        old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
+        ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
+        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, mismatch=0.0)
+        n_steps = 0
+        for _ in range(self.algo.epochs):
+            perm = torch.randperm(len(batch), generator=self.generator)
+            for mb_idx in perm.chunk(self.algo.minibatches):
+                mb_tokens = batch.loss_mask[mb_idx].sum().clamp(min=1)
+                self.optimizer.zero_grad(set_to_none=True)
+                for idx in mb_idx.split(self.optim_cfg.micro_batch_size):
+                    micro = batch.select(idx)
+                    logp, entropy = token_logprobs(self.model, micro, temperature, with_entropy=True)
+                    old = logp.detach() if old_logprobs is None else old_logprobs[idx]
+                    pg_loss, pg_stats = self.policy_loss(
+                        logp, old, micro.advantages, micro.loss_mask, self.algo.clip_low, self.algo.clip_high
+                    )
+                    loss = pg_loss
+                    kl = torch.zeros(())
+                    if ref_logprobs is not None:
+                        kl = masked_mean(self.kl_fn(logp, ref_logprobs[idx]), micro.loss_mask)
+                        loss = loss + self.algo.kl_coef * kl
+                    self._check_finite(loss, "RL update")
+                    weight = micro.loss_mask.sum() / mb_tokens  # token-mean over the whole minibatch
+                    (loss * weight).backward()
+                    w = weight.item()
+                    sums["loss"] += loss.item() * w
+                    sums["policy_loss"] += pg_loss.item() * w
+                    sums["kl"] += kl.item() * w
+                    sums["clip_frac"] += pg_stats["clip_frac"].item() * w
+                    sums["entropy"] += masked_mean(entropy.detach(), micro.loss_mask).item() * w
+                    sums["mismatch"] += masked_mean((logp.detach() - micro.sample_logprobs).abs(), micro.loss_mask).item() * w
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+                self._check_finite(grad_norm, "RL update (gradient norm)")
+                self.optimizer.step()
+                sums["grad_norm"] += grad_norm.item()
+                n_steps += 1
+        self.scheduler.step()
+        return UpdateStats(
+            loss=sums["loss"] / n_steps,
+            policy_loss=sums["policy_loss"] / n_steps,
+            kl=sums["kl"] / n_steps,
+            clip_frac=sums["clip_frac"] / n_steps,
+            entropy=sums["entropy"] / n_steps,
+            grad_norm=sums["grad_norm"] / n_steps,
+            lr=self.scheduler.get_last_lr()[0],
+            mismatch_logprob_diff=sums["mismatch"] / n_steps,
+            tokens=int(batch.loss_mask.sum().item()),
+        )
+
+    @torch.no_grad()
+    def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
+        parts = []
+        for idx in torch.arange(len(batch)).split(self.optim_cfg.micro_batch_size):
+            parts.append(token_logprobs(model, batch.select(idx), temperature)[0])
+        return torch.cat(parts)
+
+    @staticmethod
+    def _check_finite(x: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(f"non-finite value ({x.item()}) in {where}; the optimizer step was skipped, weights are unchanged")
+
+    # ---- weights out ----
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the state dict (lm_head.weight included when tied), detached, on CPU."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        self.model.eval()
+        ids = torch.tensor([token_ids])
+        b = Batch(ids, torch.ones_like(ids), torch.ones(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1))
+        return token_logprobs(self.model, b)[0][0].tolist()
+
+    def save(self, path: str) -> str:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path

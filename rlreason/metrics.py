@@ -1,0 +1,81 @@
+"""Metrics sinks: a console progress line, metrics.jsonl, TensorBoard, and the final plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+
+class MetricsLogger:
+    """One JSON object per step in run_dir/metrics.jsonl, mirrored to TensorBoard."""
+
+    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout):
+        self.run_dir, self.total_steps, self.stream = Path(run_dir), total_steps, stream
+        self.path = self.run_dir / "metrics.jsonl"
+        self._file = self.path.open("a")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self.t0 = time.time()
+
+    def log(self, record: dict) -> None:
+        step = record["step"]
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(key, value, step)
+        self.tb.flush()
+        self.stream.write(progress_line(record, self.total_steps, time.time() - self.t0) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        self.tb.close()
+
+
+def progress_line(r: dict, total: int, elapsed: float) -> str:
+    parts = [f"step {r['step']:>4}/{total}"]
+    if "reward/mean" in r:
+        parts.append(f"reward {r['reward/mean']:.3f}")
+    if "eval/accuracy" in r:
+        parts.append(f"heldout acc {r['eval/accuracy']:.3f}")
+    if "throughput/tokens_per_s" in r:
+        parts.append(f"{r['throughput/tokens_per_s']:.0f} tok/s")
+    if "loss" in r:
+        parts.append(f"loss {r['loss']:+.4f}")
+    parts.append(f"{elapsed:.0f}s")
+    return " | ".join(parts)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot(metrics_path: Path, out_png: Path) -> Path:
+    """Reward and held-out accuracy against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    reward = [(r["step"], r["reward/mean"]) for r in rows if "reward/mean" in r]
+    acc = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
+    if reward:
+        ax.plot(*zip(*reward), label="train reward (mean)", alpha=0.7)
+    if acc:
+        ax.plot(*zip(*acc), "o-", label="held-out greedy accuracy")
+    ax.set_xlabel("RL step")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(metrics_path.parent.name)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,111 @@
+"""The vLLM rollout engine: sampling with logprobs, and in-place weight loading.
+
+Weight sync on vLLM 0.32 (CPU and GPU alike) goes through the model runner's
+`reload_weights`, then the prefix cache is reset so that no KV block computed with the
+old weights is reused. The iterator must carry every parameter of the state dict,
+`lm_head.weight` included even when embeddings are tied: otherwise the engine keeps a
+stale head without any error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+
+from rlreason.types import Sample
+
+
+def cpu_engine_env(threads: int) -> dict[str, str]:
+    """Environment for vLLM on a CPU-only node (must be set before vllm is imported)."""
+    cores = threads or os.cpu_count() or 1
+    return {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in this process: ~4 s start
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
+        "OMP_NUM_THREADS": str(cores),
+    }
+
+
+class VLLMEngine:
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "float32",
+        max_model_len: int = 256,
+        kv_cache_gib: float = 1.0,
+        seed: int = 0,
+        threads: int = 0,
+    ):
+        on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            for key, value in cpu_engine_env(threads).items():
+                os.environ.setdefault(key, value)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=not on_gpu,
+            # Logprobs of the distribution actually sampled from (after temperature/top-p),
+            # which is what the importance ratio needs.
+            logprobs_mode="processed_logprobs",
+            gpu_memory_utilization=0.5 if on_gpu else 0.9,
+        )
+        self.eos_id = self.llm.get_tokenizer().eos_token_id
+        self.pad_id = self.llm.get_tokenizer().pad_token_id
+        self.version = 0
+
+    def generate(
+        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int
+    ) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        # One seed per request, so a prompt's samples do not depend on its batch neighbours.
+        params = [
+            SamplingParams(
+                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed + i
+            )
+            for i in range(len(prompts))
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        groups = []
+        for out in outputs:
+            group = []
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                logprobs = [lp[t].logprob for lp, t in zip(c.logprobs, ids)] if c.logprobs else [0.0] * len(ids)
+                group.append(
+                    Sample(
+                        prompt_ids=list(out.prompt_token_ids),
+                        completion_ids=ids,
+                        text=c.text,
+                        logprobs=logprobs,
+                        finish_reason=str(c.finish_reason),
+                        version=self.version,
+                    )
+                )
+            groups.append(group)
+        return groups
+
+    def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
+        items = weights.items() if isinstance(weights, dict) else weights
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(items))})
+        self.llm.reset_prefix_cache()
+        self.version = version
+        return version
+
+    def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
+        """Logprob of each token given the ones before it (len(token_ids) - 1 values)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        out = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=token_ids)],
+            SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0),
+            use_tqdm=False,
+        )[0].prompt_logprobs
+        return [out[i][token_ids[i]].logprob for i in range(1, len(token_ids))]
