@@ -201,7 +201,7 @@ def apply_override(cfg: Config, override: str) -> None:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"command line: key '{key}': cannot parse value {raw!r}: {e}") from None
-    if isinstance(value, str) is False and raw.strip() and _is_str_field(cfg, key):
+    if value is not None and not isinstance(value, str) and _is_str_field(cfg, key):
         value = raw  # e.g. name=123 for a string field
     nested: dict = value
     for part in reversed(key.split(".")):

@@ -1,0 +1,25 @@
+import torch
+
+from rlreason.learner.batch import make_batch, sft_batch
+from rlreason.types import Sample
+
+
+def s(prompt, completion, lps):
+    return Sample(prompt, completion, "", lps, "stop", 3)
+
+
+def test_make_batch_positions_and_masks_by_hand():
+    groups = [[s([1, 2], [3, 4, 5], [-0.1, -0.2, -0.3]), s([1, 2], [6], [-0.5])]]
+    b = make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0)
+    assert b.input_ids.tolist() == [[1, 2, 3, 4, 5], [1, 2, 6, 0, 0]]
+    assert b.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    # position t predicts token t+1: completion targets sit at positions 1..3 and 1
+    assert b.loss_mask.tolist() == [[0, 1, 1, 1], [0, 1, 0, 0]]
+    assert torch.allclose(b.sample_logprobs, torch.tensor([[0, -0.1, -0.2, -0.3], [0, -0.5, 0, 0]]))
+    assert b.advantages.tolist() == [[0, 1, 1, 1], [0, -1, 0, 0]]
+    assert len(b) == 2 and b.select(torch.tensor([1])).input_ids.tolist() == [[1, 2, 6, 0, 0]]
+
+
+def test_sft_batch_masks_prompt():
+    b = sft_batch([([7, 8, 9], [10, 11])], pad_id=0)
+    assert b.loss_mask.tolist() == [[0, 0, 1, 1]]

@@ -1,0 +1,83 @@
+import pytest
+
+from rlreason.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, text, name="r.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_then_recipe_then_overrides(tmp_path):
+    recipe = write(tmp_path, "steps: 7\nrollout:\n  group_size: 4\n")
+    cfg = load_config(recipe, ["rollout.group_size=16", "algo.kl_coef=0.05", "name=123", "ray.address=null"])
+    assert cfg.steps == 7  # from the recipe
+    assert cfg.rollout.group_size == 16  # override beats recipe
+    assert cfg.algo.kl_coef == 0.05
+    assert cfg.name == "123"  # a string field keeps the text, even if it looks like a number
+    assert cfg.ray.address is None
+    assert cfg.rollout.prompts_per_step == Config().rollout.prompts_per_step  # untouched default
+
+
+def test_int_is_accepted_for_float(tmp_path):
+    cfg = load_config(None, ["optim.lr=1"])
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+
+
+def test_unknown_key_in_recipe_names_key_and_file(tmp_path):
+    recipe = write(tmp_path, "rollout:\n  group_sise: 4\n", "typo.yaml")
+    with pytest.raises(ConfigError, match=r"typo\.yaml.*unknown key 'rollout\.group_sise'"):
+        load_config(recipe)
+
+
+def test_unknown_override_names_command_line():
+    with pytest.raises(ConfigError, match=r"command line.*unknown key 'algo\.nope'"):
+        load_config(None, ["algo.nope=1"])
+
+
+def test_ill_typed_value_names_key_and_file(tmp_path):
+    recipe = write(tmp_path, "steps: many\n", "bad.yaml")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: key 'steps': expected int, got 'many'"):
+        load_config(recipe)
+    with pytest.raises(ConfigError, match=r"key 'warm_start\.enabled': expected bool"):
+        load_config(None, ["warm_start.enabled=3"])
+
+
+def test_section_given_a_scalar(tmp_path):
+    with pytest.raises(ConfigError, match=r"'rollout' must be a mapping"):
+        load_config(write(tmp_path, "rollout: 3\n"))
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+        load_config(write(tmp_path, "steps: [1,\n", "broken.yaml"))
+
+
+def test_unknown_algorithm_name():
+    with pytest.raises(ConfigError, match=r"'algo\.advantage'.*'grpoo'"):
+        load_config(None, ["algo.advantage=grpoo"])
+
+
+def test_override_without_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["steps"])
+
+
+def test_cli_rejects_unknown_key_before_any_work(tmp_path, capsys):
+    from rlreason.cli import main
+
+    recipe = write(tmp_path, "steps: 1\n", "r.yaml")
+    rc = main(["train", str(recipe), "rollout.nope=1", f"run_dir={tmp_path / 'run'}"])
+    assert rc == 2
+    assert "unknown key 'rollout.nope'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_shipped_recipes_load():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert recipes
+    for r in recipes:
+        load_config(r)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
+from rlreason.learner.batch import make_batch
+from rlreason.learner.policy import Learner
+from rlreason.types import Sample
+
+
+def rollout_batch(advantages):
+    groups = [[Sample([10, 11, 12], [13, 14, 2], "", [-1.0, -1.0, -1.0], "stop", 0), Sample([10, 11, 12], [15, 2], "", [-1.0, -1.0], "stop", 0)]]
+    return make_batch(groups, torch.tensor([advantages]), pad_id=0)
+
+
+@pytest.fixture
+def learner(tiny_model_dir):
+    path, _ = tiny_model_dir
+    return Learner(str(path), AlgoConfig(), OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
+
+
+def test_warm_start_lowers_loss(learner):
+    pairs = [("12+34>", "2+4+0=6;1+3+0=4;=46")] * 8
+    stats = learner.warm_start(pairs, WarmStartConfig(steps=15, batch_size=4, lr=3e-3, warmup_steps=2))
+    assert stats["warm_start/loss_last"] < stats["warm_start/loss_first"] - 1.0
+
+
+def test_update_raises_logprob_of_positive_sample(learner):
+    ids = [10, 11, 12, 13, 14, 2]
+    before = sum(learner.sequence_logprobs(ids)[2:])
+    stats = learner.update(rollout_batch([1.0, -1.0]))
+    after = sum(learner.sequence_logprobs(ids)[2:])
+    assert after > before
+    assert stats.clip_frac == 0.0  # on-policy single update: ratio == 1
+    assert stats.tokens == 5
+    assert stats.mismatch_logprob_diff > 0  # fake sampling logprobs (-1.0) differ from the model's
+
+
+def test_zero_advantage_leaves_weights_unchanged(learner):
+    w0 = learner.weights()
+    learner.update(rollout_batch([0.0, 0.0]))
+    w1 = learner.weights()
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_weights_include_tied_lm_head(learner):
+    w = learner.weights()
+    assert "lm_head.weight" in w and torch.equal(w["lm_head.weight"], w["model.embed_tokens.weight"])
+
+
+def test_nan_loss_is_an_error_and_weights_survive(learner):
+    w0 = learner.weights()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        learner.update(rollout_batch([float("nan"), 1.0]))
+    w1 = learner.weights()
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_several_epochs_and_minibatches_with_kl(tiny_model_dir):
+    path, _ = tiny_model_dir
+    algo = AlgoConfig(epochs=2, minibatches=2, kl_coef=0.1)
+    learner = Learner(str(path), algo, OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
+    stats = learner.update(rollout_batch([1.0, -1.0]))
+    assert learner.ref is not None
+    assert stats.kl >= 0.0
+    assert stats.clip_frac > 0.0  # lr 1e-2 moves the ratio past 1.2 by the second epoch

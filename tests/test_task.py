@@ -1,0 +1,79 @@
+import random
+
+import pytest
+
+from rlreason.data.addition import PromptStream, demonstrations, heldout_problems, make_problem, scratchpad
+from rlreason.rewards import RewardError, resolve_reward, score
+from rlreason.rewards.arithmetic import addition_reward
+
+
+def test_scratchpad_hand_written():
+    assert scratchpad(347, 586, 3) == "7+6+0=13;4+8+1=13;3+5+1=9;=933"
+    assert scratchpad(999, 999, 3) == "9+9+0=18;9+9+1=19;9+9+1=19;=1998"
+    assert scratchpad(100, 200, 3) == "0+0+0=0;0+0+0=0;1+2+0=3;=300"
+
+
+def test_teacher_blind_spot_is_consistent_but_wrong():
+    # drop every inner carry: 347+586 -> carry from 13 dropped at column 2 and 3
+    text = scratchpad(347, 586, 3, carry_drop=1.0, rng=random.Random(0))
+    assert text == "7+6+0=13;4+8+0=12;3+5+0=8;=823"
+    assert addition_reward("347+586>", text, "933") == 0.0
+    # no carries -> the teacher is right whatever its blind spot
+    assert scratchpad(123, 456, 3, carry_drop=1.0, rng=random.Random(0)) == "3+6+0=9;2+5+0=7;1+4+0=5;=579"
+
+
+def test_teacher_accuracy_close_to_design():
+    pairs = demonstrations(2000, 3, 0.6, seed=0)
+    acc = sum(addition_reward(p, c, str(eval(p[:-1]))) for p, c in pairs) / len(pairs)
+    assert 0.40 < acc < 0.60  # inner carries happen ~45% per column; 60% of them dropped
+
+
+def test_reward_reads_only_the_final_answer():
+    assert addition_reward("1+2>", "1+2+0=3;=3", "3") == 1.0
+    assert addition_reward("1+2>", "=3;=4", "3") == 0.0
+    assert addition_reward("1+2>", "1+2+0=3;=3 extra", "3") == 0.0
+    assert addition_reward("1+2>", "", "3") == 0.0
+    assert addition_reward("1+2>", "=33", "3") == 0.0
+
+
+def test_heldout_disjoint_from_training_stream():
+    held = heldout_problems(2, 300, seed=1)  # 2 digits: 8100 pairs, so overlaps would happen
+    stream = PromptStream(2, seed=0, exclude=held)
+    held_pairs = {p.prompt for p in held}
+    assert len(held_pairs) == 300
+    assert not held_pairs & {p.prompt for p in stream.next_batch(3000)}
+
+
+def test_stream_is_deterministic_and_resumable():
+    a = PromptStream(3, seed=5)
+    first = [p.prompt for p in a.next_batch(10)]
+    state = a.state_dict()
+    rest = [p.prompt for p in a.next_batch(10)]
+    b = PromptStream(3, seed=5)
+    b.load_state_dict(state)
+    assert [p.prompt for p in b.next_batch(10)] == rest
+    assert [p.prompt for p in PromptStream(3, seed=5).next_batch(10)] == first
+    assert make_problem(12, 30).answer == "42"
+
+
+def test_reward_plugin_by_dotted_path_and_errors():
+    assert resolve_reward("tests.plugins:parity_reward")("", "ab", "") == 1.0
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        resolve_reward("nope")
+    with pytest.raises(ValueError, match="cannot import"):
+        resolve_reward("tests.plugins:missing")
+    with pytest.raises(RewardError, match=r"raised on row 1 \(prompt 'b'\)"):
+        score(_raise_on_b, ["a", "b"], ["", ""], ["", ""])
+    with pytest.raises(RewardError, match="raising_reward.*missing field 'tests'"):
+        score(resolve_reward("tests.plugins:raising_reward"), ["a"], [""], [""])
+
+
+def _raise_on_b(prompt, completion, answer):
+    if prompt == "b":
+        raise ValueError("boom")
+    return 1.0
+
+
+def test_reward_returning_nan_is_an_error():
+    with pytest.raises(RewardError, match="returned nan on row 0"):
+        score(lambda p, c, a: float("nan"), ["a"], [""], [""])
