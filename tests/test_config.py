@@ -23,6 +23,7 @@ def test_defaults_then_recipe_then_overrides(tmp_path):
 def test_int_is_accepted_for_float(tmp_path):
     cfg = load_config(None, ["optim.lr=1"])
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert load_config(None, ["optim.lr=2e-4"]).optim.lr == 2e-4  # YAML 1.1 reads this as a string
 
 
 def test_unknown_key_in_recipe_names_key_and_file(tmp_path):

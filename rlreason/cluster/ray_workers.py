@@ -28,7 +28,8 @@ def connect(cfg: Config) -> None:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        # address="local": always a fresh local cluster, never a stale one found on disk
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
 
 
 def _threads(cfg: Config) -> int:
