@@ -94,6 +94,8 @@ class AlgoConfig:
 class OptimConfig:
     lr: float = 1e-4
     warmup_steps: int = 10
+    schedule: str = "constant"  # after warm-up: 'constant', or 'cosine' decay to min_lr_ratio * lr at the last step
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     grad_clip: float = 1.0
@@ -251,6 +253,7 @@ def validate(cfg: Config) -> None:
         (cfg.algo.advantage in algos.ADVANTAGES, "algo.advantage", cfg.algo.advantage, sorted(algos.ADVANTAGES)),
         (cfg.algo.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", cfg.algo.policy_loss, sorted(algos.POLICY_LOSSES)),
         (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
+        (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
     ]
     for ok, key, value, allowed in checks:

@@ -20,6 +20,7 @@ class MetricsLogger:
 
         self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
         self.t0 = time.time()
+        self.last_accuracy: float | None = None
 
     def log(self, record: dict) -> None:
         step = record["step"]
@@ -29,7 +30,9 @@ class MetricsLogger:
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.tb.add_scalar(key, value, step)
         self.tb.flush()
-        self.stream.write(progress_line(record, self.total_steps, time.time() - self.t0) + "\n")
+        self.last_accuracy = record.get("eval/accuracy", self.last_accuracy)
+        line = progress_line(record, self.total_steps, time.time() - self.t0, self.last_accuracy)
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -37,12 +40,13 @@ class MetricsLogger:
         self.tb.close()
 
 
-def progress_line(r: dict, total: int, elapsed: float) -> str:
+def progress_line(r: dict, total: int, elapsed: float, accuracy: float | None = None) -> str:
+    """step, reward, held-out accuracy (the latest; '*' marks a fresh evaluation), tokens/s."""
     parts = [f"step {r['step']:>4}/{total}"]
     if "reward/mean" in r:
         parts.append(f"reward {r['reward/mean']:.3f}")
-    if "eval/accuracy" in r:
-        parts.append(f"heldout acc {r['eval/accuracy']:.3f}")
+    if accuracy is not None:
+        parts.append(f"heldout acc {accuracy:.3f}{'*' if 'eval/accuracy' in r else ' '}")
     if "throughput/tokens_per_s" in r:
         parts.append(f"{r['throughput/tokens_per_s']:.0f} tok/s")
     if "loss" in r:

@@ -63,3 +63,14 @@ def test_registries_name_the_functions():
     assert ADVANTAGES["grpo"] is grpo_advantages
     assert POLICY_LOSSES["ppo_clip"] is ppo_clip_loss
     assert set(KL_ESTIMATORS) == {"k1", "k2", "k3"}
+
+
+def test_lr_schedule_hand_computed():
+    from rlreason.learner.policy import lr_factor
+
+    # warm-up 2 steps, then cosine over steps 2..6 down to 0.1
+    f = [lr_factor(s, 2, 7, "cosine", 0.1) for s in range(7)]
+    assert f[:3] == [0.5, 1.0, 1.0]
+    assert math.isclose(f[4], 0.1 + 0.9 * 0.5, rel_tol=1e-9)  # halfway
+    assert math.isclose(f[6], 0.1, rel_tol=1e-9)
+    assert [lr_factor(s, 2, 7, "constant", 0.1) for s in (0, 1, 6)] == [0.5, 1.0, 1.0]

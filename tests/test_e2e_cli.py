@@ -1,6 +1,7 @@
 """End-to-end through the command line: `rlreason train` on the default recipe, shortened."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,21 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cli_train_default_recipe(tmp_path, tiny_model_dir):
+@pytest.fixture
+def ray_head(tmp_path):
+    """A Ray cluster started the way users start one: `ray start --head`."""
+    port = "6391"
+    start = ["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_cli_train_default_recipe_joins_ray_address(tmp_path, tiny_model_dir, ray_head):
+    """`rlreason train` on the default recipe, shortened, joining the cluster named by RAY_ADDRESS."""
     _, model_cfg = tiny_model_dir
     run_dir = tmp_path / "run"
     cmd = [
@@ -21,9 +36,10 @@ def test_cli_train_default_recipe(tmp_path, tiny_model_dir):
         "steps=2", "warm_start.steps=20", "rollout.prompts_per_step=4", "rollout.group_size=4",
         "eval.size=20", "eval.every=1", f"run_dir={run_dir}", f"model.cache_dir={model_cfg.cache_dir}",
     ]
-    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    env = {**os.environ, "RAY_ADDRESS": ray_head}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"joining Ray cluster at {ray_head}" in proc.stderr
     assert "done: held-out accuracy" in proc.stdout
     assert "step    2/2" in proc.stdout  # the progress line
 

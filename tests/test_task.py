@@ -77,3 +77,22 @@ def _raise_on_b(prompt, completion, answer):
 def test_reward_returning_nan_is_an_error():
     with pytest.raises(RewardError, match="returned nan on row 0"):
         score(lambda p, c, a: float("nan"), ["a"], [""], [""])
+
+
+def test_progress_line_and_metrics_files(tmp_path):
+    import io
+    import json
+
+    from rlreason.metrics import MetricsLogger, plot
+
+    out = io.StringIO()
+    m = MetricsLogger(tmp_path, total_steps=2, stream=out)
+    m.log({"step": 0, "eval/accuracy": 0.25})
+    m.log({"step": 1, "reward/mean": 0.5, "throughput/tokens_per_s": 1234.0, "loss": 0.1})
+    m.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("step    0/2 | heldout acc 0.250*")
+    assert lines[1].startswith("step    1/2 | reward 0.500 | heldout acc 0.250  | 1234 tok/s | loss +0.1000")
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert plot(tmp_path / "metrics.jsonl", tmp_path / "p.png").stat().st_size > 1000

@@ -40,7 +40,15 @@ def _actor_env(cfg: Config) -> dict:
     # Learner and engine take turns, so each may use every core of the node; Ray's
     # default for a num_cpus=1 actor is OMP_NUM_THREADS=1.
     threads = str(_threads(cfg))
-    return {"env_vars": {"OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}}
+    return {
+        "env_vars": {
+            "OMP_NUM_THREADS": threads,
+            "TOKENIZERS_PARALLELISM": "false",
+            # keep the console for the progress line; export VLLM_LOGGING_LEVEL=INFO to see vLLM's logs
+            "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
+            "HF_HUB_DISABLE_PROGRESS_BARS": os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        }
+    }
 
 
 class RayLearner:
@@ -49,7 +57,7 @@ class RayLearner:
 
         actor_cls = ray.remote(num_cpus=cfg.ray.learner_cpus, num_gpus=cfg.ray.learner_gpus)(Learner)
         self.actor = actor_cls.options(runtime_env=_actor_env(cfg)).remote(
-            model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, _threads(cfg)
+            model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, _threads(cfg), cfg.steps
         )
 
     def warm_start(self, pairs, ws_cfg) -> dict:

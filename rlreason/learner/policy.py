@@ -29,12 +29,21 @@ def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: 
     return logp, entropy
 
 
-def warmup_schedule(optimizer, warmup_steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the base lr at optimizer-schedule step `step` (0-based): linear warm-up,
+    then constant or cosine decay that reaches `min_ratio` at step total_steps - 1."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps - 1 <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / (total_steps - 1 - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Learner:
-    def __init__(self, model: str, algo: AlgoConfig, optim: OptimConfig, dtype: str = "float32", seed: int = 0, threads: int = 0):
+    def __init__(
+        self, model: str, algo: AlgoConfig, optim: OptimConfig, dtype: str = "float32", seed: int = 0, threads: int = 0, total_steps: int = 1
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -46,7 +55,9 @@ class Learner:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.ref = None
         self.optimizer = self._new_optimizer(optim.lr, optim.weight_decay, optim.betas)
-        self.scheduler = warmup_schedule(self.optimizer, optim.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, optim.warmup_steps, total_steps, optim.schedule, optim.min_lr_ratio)
+        )
         self.policy_loss = POLICY_LOSSES[algo.policy_loss]
         self.kl_fn = KL_ESTIMATORS[algo.kl_estimator]
         self.generator = torch.Generator().manual_seed(seed)
@@ -64,11 +75,7 @@ class Learner:
             for p, c in pairs
         ]
         opt = self._new_optimizer(cfg.lr, 0.0, (0.9, 0.99))
-        # linear warm-up, then cosine decay to 10%
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            lambda s: min((s + 1) / cfg.warmup_steps, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))),
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, "cosine", 0.1))
         self.model.train()
         losses = []
         for step in range(cfg.steps):
