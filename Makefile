@@ -11,7 +11,7 @@ install-gpu:
 	bash scripts/install.sh gpu
 
 train: install
-	rlreason train $(RECIPE) $(ARGS)
+	$(PY) -m rlreason train $(RECIPE) $(ARGS)
 
 test: install
 	$(PY) -m pytest -q tests

@@ -20,23 +20,30 @@ from rlreason.data.addition import PromptStream, demonstrations, heldout_problem
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot
 from rlreason.rewards import resolve_reward, score
-from rlreason.types import Problem
+from rlreason.types import Problem, Sample
+
+
+def score_groups(reward_fn, problems: list[Problem], groups: list[list[Sample]]) -> torch.Tensor:
+    """Rewards (P, G): sample j of problem i scored against problem i's answer."""
+    pairs = [(p, s) for p, g in zip(problems, groups, strict=True) for s in g]
+    rewards = score(reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs])
+    return torch.tensor(rewards).view(len(problems), -1)
 
 
 def evaluate(engine, problems: list[Problem], reward_fn, max_tokens: int) -> dict:
     """Greedy accuracy on held-out problems."""
     t0 = time.time()
     groups = engine.generate([p.prompt for p in problems], 1, 0.0, 1.0, max_tokens, 0)
-    rewards = score(reward_fn, [p.prompt for p in problems], [g[0].text for g in groups], [p.answer for p in problems])
-    return {"eval/accuracy": sum(rewards) / len(rewards), "timing/eval": time.time() - t0}
+    return {"eval/accuracy": score_groups(reward_fn, problems, groups).mean().item(), "timing/eval": time.time() - t0}
 
 
 def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
     """Train; return the final record (with 'eval/accuracy_start' and 'eval/accuracy')."""
     run_dir = Path(run_dir)
     reward_fn = resolve_reward(cfg.reward)
-    heldout = heldout_problems(cfg.task.digits, cfg.task.heldout_size, cfg.task.seed)[: cfg.eval.size]
-    stream = PromptStream(cfg.task.digits, cfg.seed, exclude=heldout)
+    all_heldout = heldout_problems(cfg.task.digits, cfg.task.heldout_size, cfg.task.seed)
+    heldout = all_heldout[: cfg.eval.size]
+    stream = PromptStream(cfg.task.digits, cfg.seed, exclude=all_heldout)
     metrics = MetricsLogger(run_dir, cfg.steps)
     P, G, ro = cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
@@ -45,7 +52,7 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
     start = {"step": 0}
     if cfg.warm_start.enabled:
         ws = cfg.warm_start
-        pairs = demonstrations(ws.steps * ws.batch_size, cfg.task.digits, ws.teacher_carry_drop, cfg.seed, exclude=heldout)
+        pairs = demonstrations(ws.steps * ws.batch_size, cfg.task.digits, ws.teacher_carry_drop, cfg.seed, exclude=all_heldout)
         start.update(learner.warm_start(pairs, ws))
         engine.load_weights(learner.weights(), version=0)
     start.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
@@ -57,9 +64,7 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
         problems = stream.next_batch(P)
         groups = engine.generate([p.prompt for p in problems], G, ro.temperature, ro.top_p, ro.max_tokens, seed=ro.seed + step * P)
         t_gen = time.time()
-        rewards = torch.tensor(
-            score(reward_fn, [p.prompt for p in problems for _ in range(G)], [s.text for g in groups for s in g], [p.answer for p in problems for _ in range(G)])
-        ).view(P, G)
+        rewards = score_groups(reward_fn, problems, groups)  # (P, G)
         advantages = advantage_fn(rewards, cfg.algo.std_eps)  # (P, G)
         batch = make_batch(groups, advantages, pad_id=0)  # padding is masked out; any id works
         t_score = time.time()

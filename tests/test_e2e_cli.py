@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray cluster started the way users start one: `ray start --head`."""
-    port = "6391"
-    start = ["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    start = ["ray", "start", "--head", "--port=6391", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
+    out = subprocess.run(start, check=True, capture_output=True, text=True, timeout=120)
+    address = re.search(r"ray start --address='([^']+)'", out.stdout + out.stderr).group(1)
     try:
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
         subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
 
@@ -36,7 +36,9 @@ def test_cli_train_default_recipe_joins_ray_address(tmp_path, tiny_model_dir, ra
         "steps=2", "warm_start.steps=20", "rollout.prompts_per_step=4", "rollout.group_size=4",
         "eval.size=20", "eval.every=1", f"run_dir={run_dir}", f"model.cache_dir={model_cfg.cache_dir}",
     ]
-    env = {**os.environ, "RAY_ADDRESS": ray_head}
+    # Ray >= 2.5x turns token auth on for `ray start --head`; a driver that names the
+    # address explicitly must say so (the token itself is read from ~/.ray/auth_token).
+    env = {**os.environ, "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "token"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"joining Ray cluster at {ray_head}" in proc.stderr

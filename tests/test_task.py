@@ -96,3 +96,15 @@ def test_progress_line_and_metrics_files(tmp_path):
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert plot(tmp_path / "metrics.jsonl", tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_score_groups_pairs_each_sample_with_its_problem():
+    from rlreason.loop import score_groups
+    from rlreason.types import Sample
+
+    problems = [make_problem(1, 2), make_problem(5, 5)]
+    groups = [
+        [Sample([], [], t, [], "stop", 0) for t in ("1+2+0=3;=3", "=4", "x")],
+        [Sample([], [], t, [], "stop", 0) for t in ("=3", "5+5+0=10;=10", ";=10")],
+    ]
+    assert score_groups(addition_reward, problems, groups).tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
