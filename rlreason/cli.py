@@ -16,12 +16,16 @@ def _train(args) -> int:
         print(f"rlreason: config error: {e}", file=sys.stderr)
         return 2
     from rlreason.cluster.job import train
+    from rlreason.rewards import RewardError
 
     try:
         result = train(cfg)
     except FileExistsError as e:
         print(f"rlreason: {e}", file=sys.stderr)
         return 2
+    except (RewardError, FloatingPointError) as e:  # Ray re-raises an actor's error as a subclass of it
+        print(f"rlreason: training stopped: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
+        return 1
     print(
         f"done: held-out accuracy {result['eval/accuracy_start']:.3f} -> {result['eval/accuracy']:.3f}; "
         f"final model in {result['final_model']}; metrics in {cfg.resolved_run_dir / 'metrics.jsonl'}"

@@ -1,24 +1,40 @@
 """Pure torch algorithm pieces, named in plain dicts that the recipe picks from.
 
 - ADVANTAGES[name](rewards (P, G), eps) -> advantages (P, G)
-- POLICY_LOSSES[name](logprobs, old_logprobs, advantages, mask, clip_low, clip_high) -> (loss, stats)
+- POLICY_LOSSES[name](logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2,
+  dual_clip=None, agg=...) -> (loss, stats)
+- AGGREGATIONS[mode](per_token_loss (B, T), mask (B, T)) -> scalar, via aggregate(x, mask, mode)
 - KL_ESTIMATORS[name](logprobs, ref_logprobs) -> per-token KL (B, T)
 
 This package never imports ray or vllm.
 """
 
-from rlreason.algos.advantages import ADVANTAGES, grpo_advantages
-from rlreason.algos.kl import KL_ESTIMATORS, kl_k1, kl_k2, kl_k3
-from rlreason.algos.losses import POLICY_LOSSES, masked_mean, ppo_clip_loss
+from rlreason.algos.advantages import (
+    ADVANTAGES,
+    dr_grpo_advantages,
+    grpo_advantages,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
+from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
+from rlreason.algos.losses import AGGREGATIONS, POLICY_LOSSES, aggregate, entropy_bonus, gspo_loss, masked_mean, ppo_clip_loss
 
 __all__ = [
     "ADVANTAGES",
+    "AGGREGATIONS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "aggregate",
+    "apply_kl_penalty",
+    "dr_grpo_advantages",
+    "entropy_bonus",
     "grpo_advantages",
+    "gspo_loss",
     "kl_k1",
     "kl_k2",
     "kl_k3",
     "masked_mean",
     "ppo_clip_loss",
+    "reinforce_pp_advantages",
+    "rloo_advantages",
 ]

@@ -1,4 +1,8 @@
-"""Advantage estimators: rewards (P, G) -> advantages (P, G). The group is a tensor dim."""
+"""Advantage estimators: rewards (P, G) -> advantages (P, G). The group is a tensor dim.
+
+All share the signature fn(rewards (P, G), eps) -> (P, G); eps is unused by those that
+do not divide by a standard deviation.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,45 @@ def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (rewards - mean) / (std + eps)
 
 
+def dr_grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Dr. GRPO advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training").
+
+    A_ij = r_ij - mean_j r_i: GRPO without the division by the group std, which the
+    paper shows biases updates towards too-easy and too-hard questions. The paper's
+    other fix, dropping the 1/|o_i| length normalisation, lives in the loss
+    aggregation ("seq_mean_token_sum_norm"), not here. eps is unused.
+    """
+    return rewards - rewards.mean(-1, keepdim=True)
+
+
+def rloo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """REINFORCE leave-one-out baseline (Ahmadian et al. 2024, "Back to Basics"; Kool et al. 2019).
+
+    A_ij = r_ij - mean_{k != j} r_ik = G / (G - 1) * (r_ij - mean_j r_i). A group of one
+    sample has no other sample to compare with and gets 0. The paper pairs it with plain
+    REINFORCE; here it is just an advantage, usable with any policy loss. eps is unused.
+    """
+    g = rewards.shape[-1]
+    if g == 1:
+        return torch.zeros_like(rewards)
+    return g / (g - 1) * (rewards - rewards.mean(-1, keepdim=True))
+
+
+def reinforce_pp_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """REINFORCE++ global-batch normalisation (Hu 2025, "REINFORCE++").
+
+    A = (r - mean(r)) / (std(r) + eps), mean and population std over the WHOLE batch
+    (all P * G samples), not per group. Departure: the paper normalises token-level
+    returns that have the per-token KL penalty folded into the reward; here the inputs
+    are outcome rewards, one per sample (fold KL in with kl.apply_kl_penalty upstream
+    if wanted). A batch of equal rewards gets 0.
+    """
+    return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
+
+
 ADVANTAGES = {
     "grpo": grpo_advantages,
+    "dr_grpo": dr_grpo_advantages,
+    "rloo": rloo_advantages,
+    "reinforce_pp": reinforce_pp_advantages,
 }

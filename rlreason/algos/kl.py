@@ -24,3 +24,19 @@ def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
 
 
 KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def apply_kl_penalty(
+    token_rewards: torch.Tensor,  # (B, T) per-token rewards (e.g. the outcome reward on the last token)
+    kl: torch.Tensor,  # (B, T) per-token KL estimate, e.g. KL_ESTIMATORS["k1"](logp, ref_logp)
+    mask: torch.Tensor,  # (B, T)
+    coef: float,
+) -> torch.Tensor:
+    """KL "in the reward": token_rewards - coef * kl on masked tokens (Ouyang et al. 2022, InstructGPT;
+    Ziegler et al. 2019), before returns/advantages are computed, as PPO-RLHF and REINFORCE++ do.
+
+    The alternative, KL "in the loss" (GRPO, Shao et al. 2024), adds coef * mean(kl) to the
+    policy loss instead and leaves the rewards alone; use one or the other, not both. Pass
+    a detached kl here: the penalty is a reward, not a term to differentiate.
+    """
+    return token_rewards - coef * kl * mask

@@ -1,4 +1,10 @@
-"""Policy losses: per-token log-probabilities (B, T) -> scalar loss and stats."""
+"""Policy losses: per-token log-probabilities (B, T) -> scalar loss and stats.
+
+Every loss shares the signature
+    fn(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, dual_clip=None, agg=...)
+        -> (loss, stats dict of detached tensors, always with "clip_frac")
+and reduces its per-token loss (B, T) with aggregate(..., agg), a name in AGGREGATIONS.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,88 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
+# ---- aggregation: per-token loss (B, T) -> scalar -------------------------------------
+
+
+def _token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over all masked tokens / number of masked tokens (DAPO, Yu et al. 2025)."""
+    return masked_mean(x, mask)
+
+
+def _seq_sums(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sequence token sums (B,), token counts (B,), and the number of non-empty sequences."""
+    sums, counts = (x * mask).sum(-1), mask.sum(-1)
+    return sums, counts, (counts > 0).sum().clamp(min=1)
+
+
+def _seq_mean_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over non-empty sequences of each sequence's token mean (GRPO's 1/G sum 1/|o_i| sum_t)."""
+    sums, counts, n_seq = _seq_sums(x, mask)
+    return (sums / counts.clamp(min=1)).sum() / n_seq
+
+
+def _seq_mean_token_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over non-empty sequences of each sequence's token sum."""
+    sums, _, n_seq = _seq_sums(x, mask)
+    return sums.sum() / n_seq
+
+
+def _seq_mean_token_sum_norm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Dr. GRPO (Liu et al. 2025): sum of masked token losses / (B * T), a constant normaliser.
+
+    T is the padded length of this batch; it is truly constant only if batches are padded
+    to the generation limit, as in the paper's code. (verl's mode of the same name divides
+    by T only.) Empty rows count in B.
+    """
+    return (x * mask).sum() / (mask.shape[0] * mask.shape[-1])
+
+
+AGGREGATIONS = {
+    "token_mean": _token_mean,
+    "seq_mean_token_mean": _seq_mean_token_mean,
+    "seq_mean_token_sum": _seq_mean_token_sum,
+    "seq_mean_token_sum_norm": _seq_mean_token_sum_norm,
+}
+
+
+def aggregate(per_token_loss: torch.Tensor, mask: torch.Tensor, mode: str = "token_mean") -> torch.Tensor:
+    """Reduce a per-token loss (B, T) over mask (B, T) to a scalar with AGGREGATIONS[mode].
+
+    Sequences with no masked token add 0 and are not counted in the seq_* means; an
+    all-masked batch gives 0, never NaN.
+    """
+    return AGGREGATIONS[mode](per_token_loss, mask.to(per_token_loss.dtype))
+
+
+def entropy_bonus(
+    entropy: torch.Tensor,  # (B, T) per-token entropy of the policy
+    mask: torch.Tensor,  # (B, T)
+    coef: float,
+    agg: str = "token_mean",
+) -> torch.Tensor:
+    """-coef * aggregate(entropy): add it to the loss so that minimising raises entropy."""
+    return -coef * aggregate(entropy, mask, agg)
+
+
+# ---- policy losses ---------------------------------------------------------------------
+
+
+def _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip):
+    """Per-token PPO objective (to maximise), with optional dual clip; and the clip indicators."""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    objective = torch.minimum(unclipped, clipped)
+    is_clipped = clipped < unclipped
+    is_dual = torch.zeros_like(is_clipped)
+    if dual_clip is not None:
+        if dual_clip <= 1:
+            raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+        floor = dual_clip * advantages
+        is_dual = (advantages < 0) & (floor > objective)
+        objective = torch.where(is_dual, floor, objective)
+    return objective, is_clipped, is_dual
+
+
 def ppo_clip_loss(
     logprobs: torch.Tensor,  # (B, T) current policy
     old_logprobs: torch.Tensor,  # (B, T) policy that sampled (or the pre-update policy)
@@ -17,21 +105,71 @@ def ppo_clip_loss(
     mask: torch.Tensor,  # (B, T) 1 on completion tokens
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    agg: str = "token_mean",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Token-level PPO-clip (Schulman et al. 2017, eq. 7), aggregated as a token mean over
-    the batch, as in DAPO (Yu et al. 2025) rather than PPO's per-sequence mean.
+    """Token-level PPO-clip (Schulman et al. 2017, eq. 7), aggregated by default as a token mean
+    over the batch, as in DAPO (Yu et al. 2025) rather than PPO's per-sequence mean.
 
     ratio = exp(logp - old_logp); loss = -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A).
     With clip_low == clip_high this is the paper's symmetric clip.
+
+    dual_clip = c > 1 adds the dual clip (Ye et al. 2020, "Mastering Complex Control in MOBA
+    Games"): where A < 0 the objective is max(min(rA, clip(r)A), cA), which bounds the loss of
+    a token whose ratio has grown huge; such tokens get no gradient. None disables it.
+    Stats: clip_frac (tokens where the clipped term is the min) and dual_clip_frac.
     """
     ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * advantages
-    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
-    clip_frac = masked_mean((clipped < unclipped).float(), mask)
-    return loss, {"clip_frac": clip_frac.detach()}
+    objective, is_clipped, is_dual = _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip)
+    loss = aggregate(-objective, mask, agg)
+    stats = {"clip_frac": masked_mean(is_clipped.float(), mask), "dual_clip_frac": masked_mean(is_dual.float(), mask)}
+    return loss, {k: v.detach() for k, v in stats.items()}
+
+
+def gspo_loss(
+    logprobs: torch.Tensor,  # (B, T) current policy
+    old_logprobs: torch.Tensor,  # (B, T)
+    advantages: torch.Tensor,  # (B, T) one value per sequence, broadcast over its tokens
+    mask: torch.Tensor,  # (B, T)
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    agg: str = "seq_mean_token_mean",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"), in its GSPO-token form.
+
+    Sequence ratio s_i = exp(mean over masked tokens t of (logp_t - old_logp_t)), clipped to
+    [1 - clip_low, 1 + clip_high], with the sequence's advantage A_i read at its first masked
+    token. The paper's GSPO-token variant uses s_i,t = sg[s_i] * exp(logp_t - sg[logp_t]): equal
+    to s_i in value, so clipping is decided per sequence, and with one advantage per sequence
+    its gradient, aggregated "seq_mean_token_mean" (the default, and the paper's
+    1/G sum_i 1/|y_i| sum_t), equals that of sequence-level GSPO: d loss / d logp_t = -s_i A_i / (N |y_i|)
+    when unclipped (N non-empty sequences). Other agg modes and dual_clip (applied at sequence level, since the ratio is
+    the sequence's) depart from the paper. The paper's clip ranges are far smaller than PPO's
+    (3e-4 low, 4e-4 high), because s_i is a per-token geometric mean; the 0.2 defaults here
+    are only the common-signature defaults. Stats: clip_frac is the fraction of non-empty
+    sequences clipped.
+    """
+    mask = mask.to(logprobs.dtype)
+    counts = mask.sum(-1)  # (B,)
+    log_seq_ratio = ((logprobs - old_logprobs) * mask).sum(-1) / counts.clamp(min=1)  # (B,)
+    seq_ratio = torch.exp(log_seq_ratio).detach()[:, None]  # (B, 1) sg[s_i]
+    ratio = seq_ratio * torch.exp(logprobs - logprobs.detach())  # (B, T) s_i,t, value s_i
+    first = mask.argmax(-1, keepdim=True)  # index of the first masked token (0 for empty rows)
+    seq_adv = advantages.gather(-1, first)  # (B, 1)
+    objective, is_clipped, is_dual = _clipped_objective(ratio, seq_adv, clip_low, clip_high, dual_clip)
+    loss = aggregate(-objective, mask, agg)
+    nonempty = (counts > 0).float()
+    n_seq = nonempty.sum().clamp(min=1)
+    stats = {
+        "clip_frac": (is_clipped[:, 0].float() * nonempty).sum() / n_seq,
+        "dual_clip_frac": (is_dual[:, 0].float() * nonempty).sum() / n_seq,
+        "seq_ratio_mean": (seq_ratio[:, 0] * nonempty).sum() / n_seq,
+    }
+    return loss, {k: v.detach() for k, v in stats.items()}
 
 
 POLICY_LOSSES = {
     "ppo_clip": ppo_clip_loss,
+    "gspo": gspo_loss,
 }
