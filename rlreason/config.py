@@ -82,7 +82,10 @@ class AlgoConfig:
     advantage: str = "grpo"  # a name in rlreason.algos.ADVANTAGES
     policy_loss: str = "ppo_clip"  # a name in rlreason.algos.POLICY_LOSSES
     clip_low: float = 0.2
-    clip_high: float = 0.2
+    clip_high: float = 0.2  # > clip_low is DAPO's clip-higher
+    dual_clip: float | None = None  # c > 1 enables dual-clip for negative advantages
+    loss_agg: str | None = None  # a name in rlreason.algos.AGGREGATIONS; None = the loss's own default
+    entropy_coef: float = 0.0  # entropy bonus weight
     kl_coef: float = 0.0  # > 0 loads a frozen reference model and adds a KL loss term
     kl_estimator: str = "k3"  # a name in rlreason.algos.KL_ESTIMATORS
     std_eps: float = 1e-6
@@ -231,18 +234,29 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> 
     """Defaults <- recipe YAML <- overrides. Raises ConfigError naming the key and the file."""
     cfg = Config()
     if recipe is not None:
-        path = Path(recipe)
-        if not path.is_file():
-            raise ConfigError(f"{path}: recipe file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        _merge(cfg, data, "", str(path))
+        _merge_recipe(cfg, Path(recipe), seen=())
     for override in overrides:
         apply_override(cfg, override)
     validate(cfg)
     return cfg
+
+
+def _merge_recipe(cfg: Config, path: Path, seen: tuple) -> None:
+    """Merge one recipe; `extends: other.yaml` (relative to it) is merged first."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' cycle through {[str(p) for p in seen]}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if isinstance(data, dict) and "extends" in data:
+        base = data.pop("extends")
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: key 'extends': expected a recipe path, got {base!r}")
+        _merge_recipe(cfg, path.parent / base, (*seen, path.resolve()))
+    _merge(cfg, data, "", str(path))
 
 
 def validate(cfg: Config) -> None:
@@ -253,6 +267,8 @@ def validate(cfg: Config) -> None:
         (cfg.algo.advantage in algos.ADVANTAGES, "algo.advantage", cfg.algo.advantage, sorted(algos.ADVANTAGES)),
         (cfg.algo.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", cfg.algo.policy_loss, sorted(algos.POLICY_LOSSES)),
         (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
+        (cfg.algo.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", cfg.algo.loss_agg, sorted(algos.AGGREGATIONS)),
+        (cfg.algo.dual_clip is None or cfg.algo.dual_clip > 1, "algo.dual_clip", cfg.algo.dual_clip, "a number > 1 or null"),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
     ]

@@ -74,3 +74,15 @@ def test_lr_schedule_hand_computed():
     assert math.isclose(f[4], 0.1 + 0.9 * 0.5, rel_tol=1e-9)  # halfway
     assert math.isclose(f[6], 0.1, rel_tol=1e-9)
     assert [lr_factor(s, 2, 7, "constant", 0.1) for s in (0, 1, 6)] == [0.5, 1.0, 1.0]
+
+
+def test_part_weights_make_micro_batches_add_up_to_the_whole():
+    from rlreason.algos import AGGREGATIONS, aggregate, part_weight
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 6)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1.0]])
+    for mode in AGGREGATIONS:
+        parts = [torch.tensor([0, 1]), torch.tensor([2]), torch.tensor([3, 4])]
+        total = sum(part_weight(mask[i], mask, mode) * aggregate(x[i], mask[i], mode) for i in parts)
+        assert torch.allclose(total, aggregate(x, mask, mode), atol=1e-6), mode

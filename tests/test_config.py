@@ -82,3 +82,15 @@ def test_shipped_recipes_load():
     assert recipes
     for r in recipes:
         load_config(r)
+
+
+def test_extends_merges_the_base_first(tmp_path):
+    write(tmp_path, "steps: 9\nrollout:\n  group_size: 4\n", "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nrollout:\n  group_size: 2\n", "child.yaml")
+    cfg = load_config(child)
+    assert cfg.steps == 9 and cfg.rollout.group_size == 2
+    loop = write(tmp_path, "extends: loop.yaml\n", "loop.yaml")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(loop)
+    with pytest.raises(ConfigError, match=r"nope\.yaml: recipe file not found"):
+        load_config(write(tmp_path, "extends: nope.yaml\n", "c2.yaml"))

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -63,3 +65,15 @@ def test_several_epochs_and_minibatches_with_kl(tiny_model_dir):
     assert learner.ref is not None
     assert stats.kl >= 0.0
     assert stats.clip_frac > 0.0  # lr 1e-2 moves the ratio past 1.2 by the second epoch
+
+
+@pytest.mark.parametrize("loss,agg", [("ppo_clip", "seq_mean_token_mean"), ("gspo", None), ("ppo_clip", "seq_mean_token_sum_norm")])
+def test_micro_batching_keeps_the_aggregate(tiny_model_dir, loss, agg):
+    """The loss reported (and back-propagated) is the same split into micro-batches of 1 or not."""
+    path, _ = tiny_model_dir
+    algo = AlgoConfig(policy_loss=loss, loss_agg=agg, entropy_coef=0.01, dual_clip=3.0)
+    batch = rollout_batch([1.0, -1.0])
+    whole = Learner(str(path), algo, OptimConfig(micro_batch_size=8), threads=2).update(batch)
+    split = Learner(str(path), algo, OptimConfig(micro_batch_size=1), threads=2).update(batch)
+    assert math.isclose(whole.loss, split.loss, rel_tol=1e-5, abs_tol=1e-7)
+    assert math.isclose(whole.grad_norm, split.grad_norm, rel_tol=1e-4)

@@ -17,7 +17,16 @@ from rlreason.algos.advantages import (
     rloo_advantages,
 )
 from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
-from rlreason.algos.losses import AGGREGATIONS, POLICY_LOSSES, aggregate, entropy_bonus, gspo_loss, masked_mean, ppo_clip_loss
+from rlreason.algos.losses import (
+    AGGREGATIONS,
+    POLICY_LOSSES,
+    aggregate,
+    entropy_bonus,
+    gspo_loss,
+    masked_mean,
+    part_weight,
+    ppo_clip_loss,
+)
 
 __all__ = [
     "ADVANTAGES",
@@ -34,6 +43,7 @@ __all__ = [
     "kl_k2",
     "kl_k3",
     "masked_mean",
+    "part_weight",
     "ppo_clip_loss",
     "reinforce_pp_advantages",
     "rloo_advantages",

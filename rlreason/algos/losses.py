@@ -69,6 +69,17 @@ def aggregate(per_token_loss: torch.Tensor, mask: torch.Tensor, mode: str = "tok
     return AGGREGATIONS[mode](per_token_loss, mask.to(per_token_loss.dtype))
 
 
+def part_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Weight of aggregate(loss[part], mask[part], mode) such that the weighted sum over the
+    parts (rows) of a batch equals aggregate(loss, mask, mode) of the whole: how gradient
+    accumulation over micro-batches keeps the aggregation exact."""
+    if mode == "token_mean":
+        return part_mask.sum() / whole_mask.sum().clamp(min=1)
+    if mode == "seq_mean_token_sum_norm":  # same padded T: the normaliser is proportional to rows
+        return torch.tensor(part_mask.shape[0] / whole_mask.shape[0])
+    return (part_mask.sum(-1) > 0).sum() / (whole_mask.sum(-1) > 0).sum().clamp(min=1)
+
+
 def entropy_bonus(
     entropy: torch.Tensor,  # (B, T) per-token entropy of the policy
     mask: torch.Tensor,  # (B, T)

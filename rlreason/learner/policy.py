@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 
 import torch
 
-from rlreason.algos import KL_ESTIMATORS, POLICY_LOSSES, masked_mean
+from rlreason.algos import KL_ESTIMATORS, POLICY_LOSSES, aggregate, entropy_bonus, masked_mean, part_weight
 from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import sft_batch
 from rlreason.types import Batch, UpdateStats
@@ -59,6 +60,8 @@ class Learner:
             self.optimizer, lambda s: lr_factor(s, optim.warmup_steps, total_steps, optim.schedule, optim.min_lr_ratio)
         )
         self.policy_loss = POLICY_LOSSES[algo.policy_loss]
+        # None: the loss's own default aggregation (token mean for PPO-clip, seq mean for GSPO)
+        self.agg = algo.loss_agg or inspect.signature(self.policy_loss).parameters["agg"].default
         self.kl_fn = KL_ESTIMATORS[algo.kl_estimator]
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -116,22 +119,26 @@ class Learner:
         for _ in range(self.algo.epochs):
             perm = torch.randperm(len(batch), generator=self.generator)
             for mb_idx in perm.chunk(self.algo.minibatches):
-                mb_tokens = batch.loss_mask[mb_idx].sum().clamp(min=1)
+                mb_mask = batch.loss_mask[mb_idx]
                 self.optimizer.zero_grad(set_to_none=True)
                 for idx in mb_idx.split(self.optim_cfg.micro_batch_size):
                     micro = batch.select(idx)
                     logp, entropy = token_logprobs(self.model, micro, temperature, with_entropy=True)
                     old = logp.detach() if old_logprobs is None else old_logprobs[idx]
                     pg_loss, pg_stats = self.policy_loss(
-                        logp, old, micro.advantages, micro.loss_mask, self.algo.clip_low, self.algo.clip_high
+                        logp, old, micro.advantages, micro.loss_mask,
+                        self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
                     )
                     loss = pg_loss
+                    if self.algo.entropy_coef:
+                        loss = loss + entropy_bonus(entropy, micro.loss_mask, self.algo.entropy_coef, self.agg)
                     kl = torch.zeros(())
                     if ref_logprobs is not None:
-                        kl = masked_mean(self.kl_fn(logp, ref_logprobs[idx]), micro.loss_mask)
+                        kl = aggregate(self.kl_fn(logp, ref_logprobs[idx]), micro.loss_mask, self.agg)
                         loss = loss + self.algo.kl_coef * kl
                     self._check_finite(loss, "RL update")
-                    weight = micro.loss_mask.sum() / mb_tokens  # token-mean over the whole minibatch
+                    # micro-batches add up to the minibatch's aggregate, whatever the mode
+                    weight = part_weight(micro.loss_mask, mb_mask, self.agg)
                     (loss * weight).backward()
                     w = weight.item()
                     sums["loss"] += loss.item() * w
