@@ -86,6 +86,7 @@ class AlgoConfig:
     dual_clip: float | None = None  # c > 1 enables dual-clip for negative advantages
     loss_agg: str | None = None  # a name in rlreason.algos.AGGREGATIONS; None = the loss's own default
     entropy_coef: float = 0.0  # entropy bonus weight
+    tis_cap: float | None = None  # truncated importance sampling vLLM -> learner, e.g. 2.0; None = off
     kl_coef: float = 0.0  # > 0 loads a frozen reference model and adds a KL loss term
     kl_estimator: str = "k3"  # a name in rlreason.algos.KL_ESTIMATORS
     std_eps: float = 1e-6
@@ -269,6 +270,8 @@ def validate(cfg: Config) -> None:
         (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
         (cfg.algo.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", cfg.algo.loss_agg, sorted(algos.AGGREGATIONS)),
         (cfg.algo.dual_clip is None or cfg.algo.dual_clip > 1, "algo.dual_clip", cfg.algo.dual_clip, "a number > 1 or null"),
+        (cfg.algo.tis_cap is None or cfg.algo.tis_cap > 0, "algo.tis_cap", cfg.algo.tis_cap, "a number > 0 or null"),
+        (cfg.algo.tis_cap is None or cfg.algo.policy_loss != "gspo", "algo.tis_cap", cfg.algo.tis_cap, "null with gspo (token weights; GSPO's ratio is per sequence)"),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
     ]

@@ -60,5 +60,12 @@ class UpdateStats:
     entropy: float
     grad_norm: float
     lr: float
-    mismatch_logprob_diff: float  # mean |learner - engine| logprob over completion tokens
     tokens: int
+    # training/inference mismatch between the learner's old logprobs and the engine's sampling ones
+    mismatch_logprob_diff: float  # mean |learner - engine| over completion tokens
+    mismatch_logprob_diff_max: float
+    mismatch_kl: float  # k3 estimate of KL(engine || learner)
+    is_ratio_mean: float  # pi_learner / pi_engine
+    is_ratio_min: float
+    is_ratio_max: float
+    tis_clip_frac: float  # share of tokens whose IS ratio exceeded algo.tis_cap (0 when off)

@@ -86,3 +86,21 @@ def test_part_weights_make_micro_batches_add_up_to_the_whole():
         parts = [torch.tensor([0, 1]), torch.tensor([2]), torch.tensor([3, 4])]
         total = sum(part_weight(mask[i], mask, mode) * aggregate(x[i], mask[i], mode) for i in parts)
         assert torch.allclose(total, aggregate(x, mask, mode), atol=1e-6), mode
+
+
+def test_truncated_is_weights_and_mismatch_stats_by_hand():
+    from rlreason.algos import mismatch_stats, truncated_is_weights
+
+    learner = torch.tensor([[math.log(0.5), math.log(0.9), 0.0]])
+    sampler = torch.tensor([[math.log(0.1), math.log(0.9), 0.0]])  # ratios 5, 1, (masked)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    w, stats = truncated_is_weights(learner, sampler, mask, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[2.0, 1.0, 0.0]]))
+    assert stats["tis_clip_frac"].item() == 0.5
+    m = mismatch_stats(learner, sampler, mask)
+    assert math.isclose(m["logprob_diff_mean"].item(), math.log(5) / 2, rel_tol=1e-6)
+    assert math.isclose(m["logprob_diff_max"].item(), math.log(5), rel_tol=1e-6)
+    assert math.isclose(m["kl"].item(), (5 - 1 - math.log(5)) / 2, rel_tol=1e-6)  # k3 per token: r - 1 - log r
+    assert math.isclose(m["is_ratio_mean"].item(), 3.0, rel_tol=1e-6)
+    assert math.isclose(m["is_ratio_min"].item(), 1.0, rel_tol=1e-6) and math.isclose(m["is_ratio_max"].item(), 5.0, rel_tol=1e-6)
+    assert mismatch_stats(learner, sampler, torch.zeros(1, 3))["kl"].item() == 0.0  # nothing masked in: zeros, not NaN

@@ -66,6 +66,7 @@ def test_sync_makes_engine_fresh(workers):
     stats = learner.update(make_batch(groups, adv, pad_id=0), 1.0)
     assert math.isfinite(stats.loss)
     assert stats.mismatch_logprob_diff < 1e-4  # the engine sampled from the learner's exact policy
+    assert stats.mismatch_logprob_diff_max < 1e-3 and abs(stats.is_ratio_max - 1) < 1e-3 and stats.mismatch_kl < 1e-6
     stale = max_diff(engine.prompt_logprobs(IDS), learner.sequence_logprobs(IDS))
     assert stale > 1e-3  # so the check below can fail
 

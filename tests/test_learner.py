@@ -77,3 +77,15 @@ def test_micro_batching_keeps_the_aggregate(tiny_model_dir, loss, agg):
     split = Learner(str(path), algo, OptimConfig(micro_batch_size=1), threads=2).update(batch)
     assert math.isclose(whole.loss, split.loss, rel_tol=1e-5, abs_tol=1e-7)
     assert math.isclose(whole.grad_norm, split.grad_norm, rel_tol=1e-4)
+
+
+def test_truncated_importance_sampling_caps_and_reports(tiny_model_dir):
+    path, _ = tiny_model_dir
+    groups = [[Sample([10, 11, 12], [13, 14, 2], "", [-30.0, -30.0, -30.0], "stop", 0), Sample([10, 11, 12], [15, 2], "", [-30.0, -30.0], "stop", 0)]]
+    batch = make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0)
+    stats = Learner(str(path), AlgoConfig(tis_cap=2.0), OptimConfig(), threads=2).update(batch)
+    # the sampler's logprobs (-30) are far below the learner's (~ -4.6): every ratio exceeds the cap
+    assert stats.tis_clip_frac == 1.0
+    assert stats.is_ratio_min > 2.0 and stats.mismatch_logprob_diff_max > 20
+    off = Learner(str(path), AlgoConfig(), OptimConfig(), threads=2).update(batch)
+    assert off.tis_clip_frac == 0.0 and math.isclose(off.mismatch_kl, stats.mismatch_kl, rel_tol=1e-6)

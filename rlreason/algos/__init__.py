@@ -16,6 +16,7 @@ from rlreason.algos.advantages import (
     reinforce_pp_advantages,
     rloo_advantages,
 )
+from rlreason.algos.mismatch import mismatch_stats, truncated_is_weights
 from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
 from rlreason.algos.losses import (
     AGGREGATIONS,
@@ -43,8 +44,10 @@ __all__ = [
     "kl_k2",
     "kl_k3",
     "masked_mean",
+    "mismatch_stats",
     "part_weight",
     "ppo_clip_loss",
     "reinforce_pp_advantages",
     "rloo_advantages",
+    "truncated_is_weights",
 ]

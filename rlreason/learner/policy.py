@@ -9,7 +9,16 @@ import time
 
 import torch
 
-from rlreason.algos import KL_ESTIMATORS, POLICY_LOSSES, aggregate, entropy_bonus, masked_mean, part_weight
+from rlreason.algos import (
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    aggregate,
+    entropy_bonus,
+    masked_mean,
+    mismatch_stats,
+    part_weight,
+    truncated_is_weights,
+)
 from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import sft_batch
 from rlreason.types import Batch, UpdateStats
@@ -114,9 +123,10 @@ class Learner:
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
         ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
-        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, mismatch=0.0)
+        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0)
+        seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
         n_steps = 0
-        for _ in range(self.algo.epochs):
+        for epoch in range(self.algo.epochs):
             perm = torch.randperm(len(batch), generator=self.generator)
             for mb_idx in perm.chunk(self.algo.minibatches):
                 mb_mask = batch.loss_mask[mb_idx]
@@ -125,8 +135,15 @@ class Learner:
                     micro = batch.select(idx)
                     logp, entropy = token_logprobs(self.model, micro, temperature, with_entropy=True)
                     old = logp.detach() if old_logprobs is None else old_logprobs[idx]
+                    if epoch == 0:
+                        seen_old[idx] = old
+                    advantages = micro.advantages
+                    if self.algo.tis_cap is not None:  # correct for sampling with vLLM's slightly different policy
+                        tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
+                        advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
+                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * part_weight(micro.loss_mask, mb_mask, "token_mean").item()
                     pg_loss, pg_stats = self.policy_loss(
-                        logp, old, micro.advantages, micro.loss_mask,
+                        logp, old, advantages, micro.loss_mask,
                         self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
                     )
                     loss = pg_loss
@@ -146,13 +163,13 @@ class Learner:
                     sums["kl"] += kl.item() * w
                     sums["clip_frac"] += pg_stats["clip_frac"].item() * w
                     sums["entropy"] += masked_mean(entropy.detach(), micro.loss_mask).item() * w
-                    sums["mismatch"] += masked_mean((logp.detach() - micro.sample_logprobs).abs(), micro.loss_mask).item() * w
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
                 self._check_finite(grad_norm, "RL update (gradient norm)")
                 self.optimizer.step()
                 sums["grad_norm"] += grad_norm.item()
                 n_steps += 1
         self.scheduler.step()
+        mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, batch.loss_mask).items()}
         return UpdateStats(
             loss=sums["loss"] / n_steps,
             policy_loss=sums["policy_loss"] / n_steps,
@@ -161,8 +178,14 @@ class Learner:
             entropy=sums["entropy"] / n_steps,
             grad_norm=sums["grad_norm"] / n_steps,
             lr=self.scheduler.get_last_lr()[0],
-            mismatch_logprob_diff=sums["mismatch"] / n_steps,
             tokens=int(batch.loss_mask.sum().item()),
+            mismatch_logprob_diff=mismatch["logprob_diff_mean"],
+            mismatch_logprob_diff_max=mismatch["logprob_diff_max"],
+            mismatch_kl=mismatch["kl"],
+            is_ratio_mean=mismatch["is_ratio_mean"],
+            is_ratio_min=mismatch["is_ratio_min"],
+            is_ratio_max=mismatch["is_ratio_max"],
+            tis_clip_frac=sums["tis_clip_frac"] / n_steps,
         )
 
     @torch.no_grad()
