@@ -86,6 +86,10 @@ class AlgoConfig:
     dual_clip: float | None = None  # c > 1 enables dual-clip for negative advantages
     loss_agg: str | None = None  # a name in rlreason.algos.AGGREGATIONS; None = the loss's own default
     entropy_coef: float = 0.0  # entropy bonus weight
+    group_filter: str = "all"  # a name in rlreason.algos.GROUP_FILTERS; 'mixed' = DAPO dynamic sampling
+    max_sampling_rounds: int = 1  # rounds of sampling to fill the batch with groups that pass the filter
+    overlong_buffer: int = 0  # DAPO soft overlong punishment over the last N tokens of rollout.max_tokens; 0 = off
+    overlong_penalty: float = 1.0
     tis_cap: float | None = None  # truncated importance sampling vLLM -> learner, e.g. 2.0; None = off
     kl_coef: float = 0.0  # > 0 loads a frozen reference model and adds a KL loss term
     kl_estimator: str = "k3"  # a name in rlreason.algos.KL_ESTIMATORS
@@ -270,6 +274,8 @@ def validate(cfg: Config) -> None:
         (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
         (cfg.algo.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", cfg.algo.loss_agg, sorted(algos.AGGREGATIONS)),
         (cfg.algo.dual_clip is None or cfg.algo.dual_clip > 1, "algo.dual_clip", cfg.algo.dual_clip, "a number > 1 or null"),
+        (cfg.algo.group_filter in algos.GROUP_FILTERS, "algo.group_filter", cfg.algo.group_filter, sorted(algos.GROUP_FILTERS)),
+        (0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens"),
         (cfg.algo.tis_cap is None or cfg.algo.tis_cap > 0, "algo.tis_cap", cfg.algo.tis_cap, "a number > 0 or null"),
         (cfg.algo.tis_cap is None or cfg.algo.policy_loss != "gspo", "algo.tis_cap", cfg.algo.tis_cap, "null with gspo (token weights; GSPO's ratio is per sequence)"),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
@@ -285,6 +291,7 @@ def validate(cfg: Config) -> None:
         "rollout.max_tokens": cfg.rollout.max_tokens,
         "algo.epochs": cfg.algo.epochs,
         "algo.minibatches": cfg.algo.minibatches,
+        "algo.max_sampling_rounds": cfg.algo.max_sampling_rounds,
         "optim.micro_batch_size": cfg.optim.micro_batch_size,
     }
     for key, value in positive.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from rlreason.algos import ADVANTAGES
+from rlreason.algos import ADVANTAGES, GROUP_FILTERS, overlong_penalty
 from rlreason.config import Config
 from rlreason.data.addition import PromptStream, demonstrations, heldout_problems
 from rlreason.learner.batch import make_batch
@@ -28,6 +28,35 @@ def score_groups(reward_fn, problems: list[Problem], groups: list[list[Sample]])
     pairs = [(p, s) for p, g in zip(problems, groups, strict=True) for s in g]
     rewards = score(reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs])
     return torch.tensor(rewards).view(len(problems), -1)
+
+
+def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: int):
+    """Sample P prompts x G completions and score them (reward + overlong shaping). Groups the
+    config's group filter rejects are dropped and refilled with new prompts, for up to
+    algo.max_sampling_rounds rounds (DAPO dynamic sampling with 'mixed'). Returns
+    (problems, groups, rewards (P', G), rounds), P' <= P. If no group passes, the last round is kept
+    whole: its advantages are then zero, so the update changes nothing but its KL/entropy terms.
+    """
+    ro, algo, P = cfg.rollout, cfg.algo, cfg.rollout.prompts_per_step
+    keep_fn = GROUP_FILTERS[algo.group_filter]
+    problems: list[Problem] = []
+    groups: list[list[Sample]] = []
+    rewards: list[torch.Tensor] = []
+    for rnd in range(algo.max_sampling_rounds):
+        batch_problems = stream.next_batch(P - len(problems))
+        seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P  # fixed per (step, round): reproducible
+        batch_groups = engine.generate([p.prompt for p in batch_problems], ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed)
+        lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
+        r = score_groups(reward_fn, batch_problems, batch_groups) + overlong_penalty(lengths, ro.max_tokens, algo.overlong_buffer, algo.overlong_penalty)
+        keep = keep_fn(r)
+        problems += [p for p, k in zip(batch_problems, keep) if k]
+        groups += [g for g, k in zip(batch_groups, keep) if k]
+        rewards.append(r[keep])
+        if len(problems) == P:
+            break
+    if not problems:
+        problems, groups, rewards = batch_problems, batch_groups, [r]
+    return problems, groups, torch.cat(rewards), rnd + 1
 
 
 def evaluate(engine, problems: list[Problem], reward_fn, max_tokens: int) -> dict:
@@ -45,7 +74,7 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
     heldout = all_heldout[: cfg.eval.size]
     stream = PromptStream(cfg.task.digits, cfg.seed, exclude=all_heldout)
     metrics = MetricsLogger(run_dir, cfg.steps)
-    P, G, ro = cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout
+    ro = cfg.rollout
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
 
     # Cold start: imitate an imperfect teacher, then put those weights into the engine.
@@ -61,32 +90,33 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
 
     for step in range(1, cfg.steps + 1):
         t0 = time.time()
-        problems = stream.next_batch(P)
-        groups = engine.generate([p.prompt for p in problems], G, ro.temperature, ro.top_p, ro.max_tokens, seed=ro.seed + step * P)
-        t_gen = time.time()
-        rewards = score_groups(reward_fn, problems, groups)  # (P, G)
+        _, groups, rewards, rounds = collect_groups(cfg, engine, stream, reward_fn, step)  # rewards (P, G)
+        t_rollout = time.time()
         advantages = advantage_fn(rewards, cfg.algo.std_eps)  # (P, G)
         batch = make_batch(groups, advantages, pad_id=0)  # padding is masked out; any id works
-        t_score = time.time()
+        t_batch = time.time()
         stats = learner.update(batch, ro.temperature)
         t_update = time.time()
         engine.load_weights(learner.weights(), version=step)  # self-improvement: sample from the new policy
         t_sync = time.time()
 
         n_tokens = sum(len(s.completion_ids) for g in groups for s in g)
+        n_samples = sum(len(g) for g in groups)
         record = {
             "step": step,
             "reward/mean": rewards.mean().item(),
             "reward/std": rewards.std(unbiased=False).item(),
             "reward/mixed_group_frac": (rewards.std(-1) > 0).float().mean().item(),  # groups that carry signal
-            "response/mean_length": n_tokens / (P * G),
-            "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / (P * G),
+            "response/mean_length": n_tokens / n_samples,
+            "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
+            "sampling/rounds": rounds,
+            "sampling/groups": len(groups),
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
-            "timing/generate": t_gen - t0,
-            "timing/score": t_score - t_gen,
-            "timing/update": t_update - t_score,
+            "timing/rollout": t_rollout - t0,  # sampling (all rounds) and scoring
+            "timing/batch": t_batch - t_rollout,
+            "timing/update": t_update - t_batch,
             "timing/sync": t_sync - t_update,
-            "throughput/tokens_per_s": n_tokens / (t_gen - t0),
+            "throughput/tokens_per_s": n_tokens / (t_rollout - t0),
             "policy_version": step,
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):

@@ -206,3 +206,44 @@ def test_registry_names_and_common_call():
     for fn in POLICY_LOSSES.values():  # the learner's positional call; it reads stats["clip_frac"]
         loss, stats = fn(lp, lp.detach(), torch.ones(2, 3), torch.ones(2, 3), 0.2, 0.28)
         assert loss.dim() == 0 and "clip_frac" in stats and not stats["clip_frac"].requires_grad
+
+
+# ---- expert iteration, DAPO shaping and filtering (hand-computed) ----
+
+
+def test_rft_filter_keeps_verified_correct():
+    from rlreason.algos import rft_filter
+
+    r = torch.tensor([[1.0, 0.0, 0.5, 1.0]])
+    assert rft_filter(r).tolist() == [[1.0, 0.0, 0.0, 1.0]]
+
+
+def test_sft_loss_is_mean_nll_over_kept_tokens():
+    from rlreason.algos import sft_loss
+
+    lp = torch.tensor([[-1.0, -2.0, -9.0], [-4.0, -9.0, -9.0]], requires_grad=True)
+    adv = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])  # row 2 rejected
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    loss, stats = sft_loss(lp, lp.detach(), adv, mask)
+    assert math.isclose(loss.item(), (1.0 + 2.0) / 2, rel_tol=1e-6)  # mean NLL over the 2 kept tokens
+    assert math.isclose(stats["kept_frac"].item(), 2 / 5, rel_tol=1e-6)
+    loss.backward()
+    assert torch.allclose(lp.grad, torch.tensor([[-0.5, -0.5, 0.0], [0.0, 0.0, 0.0]]))
+
+
+def test_overlong_penalty_hand_computed():
+    from rlreason.algos import overlong_penalty
+
+    lengths = torch.tensor([[10, 12, 14, 16, 20]])
+    # L_max 16, buffer 4: start 12 -> 0, 0, (12-14)/4 = -0.5, (12-16)/4 = -1, clamp -1
+    assert overlong_penalty(lengths, 16, 4).tolist() == [[0.0, 0.0, -0.5, -1.0, -1.0]]
+    assert overlong_penalty(lengths, 16, 4, penalty=0.5).tolist() == [[0.0, 0.0, -0.25, -0.5, -0.5]]
+    assert overlong_penalty(lengths, 16, 0).tolist() == [[0.0] * 5]
+
+
+def test_keep_mixed_drops_equal_groups():
+    from rlreason.algos import GROUP_FILTERS, keep_mixed
+
+    r = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [0.5, 0.5001]])
+    assert keep_mixed(r).tolist() == [False, True, False, True]
+    assert GROUP_FILTERS["all"](r).tolist() == [True] * 4

@@ -76,7 +76,10 @@ def test_sync_makes_engine_fresh(workers):
     assert engine.generate(["1+2>"], 1, 1.0, 1.0, 4, seed=0)[0][0].version == 7
 
 
-ALGO_RECIPES = ["addition_grpo", "addition_dr_grpo", "addition_rloo", "addition_reinforce_pp", "addition_gspo"]
+ALGO_RECIPES = [
+    "addition_grpo", "addition_dr_grpo", "addition_rloo", "addition_reinforce_pp", "addition_gspo",
+    "addition_dapo", "addition_expert_iteration",
+]
 
 
 @pytest.mark.parametrize("recipe", ALGO_RECIPES)
@@ -128,7 +131,7 @@ def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
     for r in rows[1:]:
         assert math.isfinite(r["loss"])
         assert 0.0 <= r["reward/mean"] <= 1.0
-        assert {"timing/generate", "timing/update", "timing/sync", "timing/step"} <= set(r)
+        assert {"timing/rollout", "timing/update", "timing/sync", "timing/step"} <= set(r)
         assert r["policy_version"] == r["step"]
     assert ["eval/accuracy" in r for r in rows] == [True, False, True, True]
     assert result["eval/accuracy"] == rows[-1]["eval/accuracy"]

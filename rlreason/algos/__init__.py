@@ -14,8 +14,10 @@ from rlreason.algos.advantages import (
     dr_grpo_advantages,
     grpo_advantages,
     reinforce_pp_advantages,
+    rft_filter,
     rloo_advantages,
 )
+from rlreason.algos.shaping import GROUP_FILTERS, keep_mixed, overlong_penalty
 from rlreason.algos.mismatch import mismatch_stats, truncated_is_weights
 from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
 from rlreason.algos.losses import (
@@ -27,10 +29,12 @@ from rlreason.algos.losses import (
     masked_mean,
     part_weight,
     ppo_clip_loss,
+    sft_loss,
 )
 
 __all__ = [
     "ADVANTAGES",
+    "GROUP_FILTERS",
     "AGGREGATIONS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
@@ -42,12 +46,16 @@ __all__ = [
     "gspo_loss",
     "kl_k1",
     "kl_k2",
+    "keep_mixed",
     "kl_k3",
     "masked_mean",
     "mismatch_stats",
+    "overlong_penalty",
     "part_weight",
     "ppo_clip_loss",
     "reinforce_pp_advantages",
+    "rft_filter",
     "rloo_advantages",
+    "sft_loss",
     "truncated_is_weights",
 ]

@@ -63,3 +63,16 @@ ADVANTAGES = {
     "rloo": rloo_advantages,
     "reinforce_pp": reinforce_pp_advantages,
 }
+
+
+def rft_filter(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Expert iteration / rejection-sampling fine-tuning (STaR, Zelikman et al. 2022; ReST-EM,
+    Singh et al. 2023): weight 1 for verified-correct samples (reward >= 1, the full score of a
+    binary verifier), 0 for the rest. Paired with the `sft` loss it is supervised learning on
+    the model's own correct answers. Departs from the papers by filtering and training on
+    every rollout batch as it comes, instead of collecting a whole dataset per iteration.
+    """
+    return (rewards >= 1.0 - eps).to(rewards.dtype)
+
+
+ADVANTAGES["rft"] = rft_filter

@@ -180,7 +180,28 @@ def gspo_loss(
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
+def sft_loss(
+    logprobs: torch.Tensor,  # (B, T)
+    old_logprobs: torch.Tensor,  # (B, T) unused: no ratio
+    advantages: torch.Tensor,  # (B, T) per-sample weights, e.g. 1 for kept samples, 0 for rejected
+    mask: torch.Tensor,  # (B, T)
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    agg: str = "token_mean",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted negative log-likelihood over the samples with a non-zero weight: the supervised
+    step of expert iteration (STaR, Zelikman et al. 2022). Rejected samples (weight 0) are left
+    out of the aggregation's normaliser, so the loss is the mean over kept tokens, as in SFT on
+    the filtered set. The clip arguments exist only for the common signature.
+    """
+    keep = mask * (advantages != 0)
+    loss = aggregate(-advantages * logprobs, keep, agg)
+    return loss, {"clip_frac": torch.zeros(()), "kept_frac": masked_mean((advantages != 0).float(), mask).detach()}
+
+
 POLICY_LOSSES = {
     "ppo_clip": ppo_clip_loss,
     "gspo": gspo_loss,
+    "sft": sft_loss,
 }
