@@ -247,3 +247,36 @@ def test_keep_mixed_drops_equal_groups():
     r = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [0.5, 0.5001]])
     assert keep_mixed(r).tolist() == [False, True, False, True]
     assert GROUP_FILTERS["all"](r).tolist() == [True] * 4
+
+
+# ---- critic family (hand-computed) ----
+
+
+def test_gae_hand_computed():
+    from rlreason.algos.critic import gae_advantages
+
+    # one sequence: position 0 is prompt, 1..3 completion, 4 padding; outcome reward 1 on the last token
+    r = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]])
+    v = torch.tensor([[9.0, 0.5, 0.6, 0.7, 9.0]])
+    m = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]])
+    adv, ret = gae_advantages(r, v, m, gamma=1.0, lam=1.0)
+    # gamma = lam = 1: A_t = 1 - V_t on completion tokens, returns = 1
+    assert torch.allclose(adv, torch.tensor([[0.0, 0.5, 0.4, 0.3, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]]))
+    adv, _ = gae_advantages(r, v, m, gamma=0.9, lam=0.5)
+    # delta3 = 1 - 0.7 = 0.3; delta2 = 0.9*0.7 - 0.6 = 0.03; delta1 = 0.9*0.6 - 0.5 = 0.04
+    # A3 = 0.3; A2 = 0.03 + 0.45*0.3 = 0.165; A1 = 0.04 + 0.45*0.165 = 0.11425
+    assert torch.allclose(adv, torch.tensor([[0.0, 0.11425, 0.165, 0.3, 0.0]]), atol=1e-6)
+
+
+def test_clipped_value_loss_hand_computed():
+    from rlreason.algos.critic import clipped_value_loss
+
+    v = torch.tensor([[1.0, 1.0]])
+    old = torch.tensor([[0.0, 0.0]])
+    ret = torch.tensor([[0.0, 2.0]])
+    loss, stats = clipped_value_loss(v, old, ret, torch.ones(1, 2), clip=0.2)
+    # token 1: unclipped (1-0)^2 = 1, clipped (0.2-0)^2 = 0.04 -> 1
+    # token 2: unclipped (1-2)^2 = 1, clipped (0.2-2)^2 = 3.24 -> 3.24 (the clipped error counts)
+    assert math.isclose(loss.item(), 0.5 * (1 + 3.24) / 2, rel_tol=1e-6)
+    assert stats["value_clip_frac"].item() == 0.5
