@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from rlreason.algos import ADVANTAGES, GROUP_FILTERS, overlong_penalty
+from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penalty
 from rlreason.config import Config
 from rlreason.data.addition import PromptStream, demonstrations, heldout_problems
 from rlreason.learner.batch import make_batch
@@ -106,7 +106,7 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
             "step": step,
             "reward/mean": rewards.mean().item(),
             "reward/std": rewards.std(unbiased=False).item(),
-            "reward/mixed_group_frac": (rewards.std(-1) > 0).float().mean().item(),  # groups that carry signal
+            "reward/mixed_group_frac": keep_mixed(rewards).float().mean().item(),  # groups that carry signal
             "response/mean_length": n_tokens / n_samples,
             "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
             "sampling/rounds": rounds,
