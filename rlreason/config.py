@@ -99,6 +99,22 @@ class AlgoConfig:
 
 
 @dataclass
+class CriticConfig:
+    """PPO's value model: the policy's backbone with a scalar head, trained on the learner
+    (in the learner actor, beside the policy) with its own AdamW and clipped value loss.
+    With a critic, the loop's per-sequence 'advantages' are taken as the outcome reward
+    (use algo.advantage=reward) and the learner turns them into token-level GAE advantages."""
+
+    enabled: bool = False
+    lr: float = 1e-4
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten: bool = True  # normalise GAE advantages over the batch's completion tokens
+    kl_in_reward: bool = False  # put algo.kl_coef * KL(policy || ref) in the per-token reward instead of the loss
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1e-4
     warmup_steps: int = 10
@@ -139,6 +155,7 @@ class Config:
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -297,6 +314,10 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"key '{key}': must be > 0, got {value}")
+    if cfg.critic.enabled and cfg.algo.advantage != "reward":
+        raise ConfigError("key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage=reward")
+    if cfg.critic.kl_in_reward and not cfg.critic.enabled:
+        raise ConfigError("key 'critic.kl_in_reward': needs critic.enabled (token-level advantages)")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
     if cfg.rollout.temperature <= 0:

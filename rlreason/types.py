@@ -69,3 +69,5 @@ class UpdateStats:
     is_ratio_min: float
     is_ratio_max: float
     tis_clip_frac: float  # share of tokens whose IS ratio exceeded algo.tis_cap (0 when off)
+    value_loss: float = 0.0  # critic's clipped value loss (PPO with a critic; 0 without)
+    value_clip_frac: float = 0.0

@@ -94,3 +94,12 @@ def test_extends_merges_the_base_first(tmp_path):
         load_config(loop)
     with pytest.raises(ConfigError, match=r"nope\.yaml: recipe file not found"):
         load_config(write(tmp_path, "extends: nope.yaml\n", "c2.yaml"))
+
+
+def test_critic_needs_reward_advantage_and_kl_in_reward_needs_critic():
+    with pytest.raises(ConfigError, match="algo.advantage=reward"):
+        load_config(None, ["critic.enabled=true"])
+    with pytest.raises(ConfigError, match="critic.kl_in_reward"):
+        load_config(None, ["critic.kl_in_reward=true"])
+    cfg = load_config(None, ["critic.enabled=true", "algo.advantage=reward", "critic.kl_in_reward=true", "algo.kl_coef=0.05"])
+    assert cfg.critic.enabled and cfg.critic.kl_in_reward

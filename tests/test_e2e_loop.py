@@ -78,7 +78,7 @@ def test_sync_makes_engine_fresh(workers):
 
 ALGO_RECIPES = [
     "addition_grpo", "addition_dr_grpo", "addition_rloo", "addition_reinforce_pp", "addition_gspo",
-    "addition_dapo", "addition_expert_iteration",
+    "addition_dapo", "addition_expert_iteration", "addition_ppo",
 ]
 
 

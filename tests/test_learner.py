@@ -89,3 +89,41 @@ def test_truncated_importance_sampling_caps_and_reports(tiny_model_dir):
     assert stats.is_ratio_min > 2.0 and stats.mismatch_logprob_diff_max > 20
     off = Learner(str(path), AlgoConfig(), OptimConfig(), threads=2).update(batch)
     assert off.tis_clip_frac == 0.0 and math.isclose(off.mismatch_kl, stats.mismatch_kl, rel_tol=1e-6)
+
+
+def test_ppo_with_critic_trains_values_toward_returns(tiny_model_dir):
+    from rlreason.config import CriticConfig
+
+    path, _ = tiny_model_dir
+    learner = Learner(str(path), AlgoConfig(advantage="reward", minibatches=2), OptimConfig(lr=1e-3, warmup_steps=1), threads=2,
+                      critic=CriticConfig(enabled=True, lr=1e-3))
+    batch = rollout_batch([1.0, 0.0])  # advantage=reward: the batch carries the outcome rewards
+    first_value = lambda: learner._values(batch)[0, 4].item()  # value at the positive sample's last completion position
+    v0 = first_value()
+    stats = [learner.update(batch) for _ in range(5)]
+    assert all(math.isfinite(s.value_loss) and s.value_loss > 0 for s in stats)
+    assert stats[-1].value_loss < stats[0].value_loss
+    assert abs(first_value() - 1.0) < abs(v0 - 1.0)  # the return there is 1
+
+
+def test_critic_gae_batch_puts_reward_on_last_token(tiny_model_dir):
+    from rlreason.config import CriticConfig
+
+    path, _ = tiny_model_dir
+    learner = Learner(str(path), AlgoConfig(advantage="reward"), OptimConfig(), threads=2,
+                      critic=CriticConfig(enabled=True, whiten=False))
+    batch = rollout_batch([1.0, 0.0])
+    gae_batch, old_values, returns = learner._gae_batch(batch, 1.0, None)
+    # gamma = lam = 1: returns are the outcome reward on every completion token, 0 elsewhere
+    assert torch.allclose(returns, batch.loss_mask * torch.tensor([[1.0], [0.0]]))
+    assert torch.allclose(gae_batch.advantages, (returns - old_values) * batch.loss_mask, atol=1e-6)
+
+
+def test_kl_in_reward_moves_kl_out_of_the_loss(tiny_model_dir):
+    from rlreason.config import CriticConfig
+
+    path, _ = tiny_model_dir
+    learner = Learner(str(path), AlgoConfig(advantage="reward", kl_coef=0.1), OptimConfig(), threads=2,
+                      critic=CriticConfig(enabled=True, kl_in_reward=True))
+    stats = learner.update(rollout_batch([1.0, 0.0]))
+    assert learner.ref is not None and stats.kl == 0.0 and math.isfinite(stats.loss)

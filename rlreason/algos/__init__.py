@@ -18,6 +18,7 @@ from rlreason.algos.advantages import (
     rloo_advantages,
 )
 from rlreason.algos.shaping import GROUP_FILTERS, keep_mixed, overlong_penalty
+from rlreason.algos.critic import clipped_value_loss, gae_advantages
 from rlreason.algos.mismatch import mismatch_stats, truncated_is_weights
 from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
 from rlreason.algos.losses import (
@@ -40,8 +41,10 @@ __all__ = [
     "POLICY_LOSSES",
     "aggregate",
     "apply_kl_penalty",
+    "clipped_value_loss",
     "dr_grpo_advantages",
     "entropy_bonus",
+    "gae_advantages",
     "grpo_advantages",
     "gspo_loss",
     "kl_k1",

@@ -65,6 +65,12 @@ ADVANTAGES = {
 }
 
 
+def raw_reward(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The reward itself, unchanged: for learners that compute their own advantages from it
+    (PPO with a critic turns it into token-level GAE, Schulman et al. 2016)."""
+    return rewards
+
+
 def rft_filter(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Expert iteration / rejection-sampling fine-tuning (STaR, Zelikman et al. 2022; ReST-EM,
     Singh et al. 2023): weight 1 for verified-correct samples (reward >= 1, the full score of a
@@ -76,3 +82,4 @@ def rft_filter(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 ADVANTAGES["rft"] = rft_filter
+ADVANTAGES["reward"] = raw_reward

@@ -1,7 +1,6 @@
 """The critic family for PPO: token-level GAE and the clipped value loss (pure torch).
 
-Not yet wired into the loop: PPO with a value model needs the learner to host a critic
-(issue 3). These are the pieces it will call.
+The learner calls them when `critic.enabled` (rlreason/learner/policy.py: _gae_batch, _critic_step).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class RayLearner:
 
         actor_cls = ray.remote(num_cpus=cfg.ray.learner_cpus, num_gpus=cfg.ray.learner_gpus)(Learner)
         self.actor = actor_cls.options(runtime_env=_actor_env(cfg)).remote(
-            model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, _threads(cfg), cfg.steps
+            model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, _threads(cfg), cfg.steps, cfg.critic
         )
 
     def warm_start(self, pairs, ws_cfg) -> dict:

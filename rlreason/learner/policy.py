@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import time
@@ -13,13 +14,16 @@ from rlreason.algos import (
     KL_ESTIMATORS,
     POLICY_LOSSES,
     aggregate,
+    apply_kl_penalty,
+    clipped_value_loss,
     entropy_bonus,
+    gae_advantages,
     masked_mean,
     mismatch_stats,
     part_weight,
     truncated_is_weights,
 )
-from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
+from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import sft_batch
 from rlreason.types import Batch, UpdateStats
 
@@ -52,7 +56,15 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
 
 class Learner:
     def __init__(
-        self, model: str, algo: AlgoConfig, optim: OptimConfig, dtype: str = "float32", seed: int = 0, threads: int = 0, total_steps: int = 1
+        self,
+        model: str,
+        algo: AlgoConfig,
+        optim: OptimConfig,
+        dtype: str = "float32",
+        seed: int = 0,
+        threads: int = 0,
+        total_steps: int = 1,
+        critic: CriticConfig | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,6 +85,14 @@ class Learner:
         self.agg = algo.loss_agg or inspect.signature(self.policy_loss).parameters["agg"].default
         self.kl_fn = KL_ESTIMATORS[algo.kl_estimator]
         self.generator = torch.Generator().manual_seed(seed)
+        self.critic_cfg = critic or CriticConfig()
+        self.critic = None
+        if self.critic_cfg.enabled:  # PPO's value model lives on the learner, beside the policy
+            from transformers import AutoModelForTokenClassification
+
+            self.critic = AutoModelForTokenClassification.from_pretrained(model, num_labels=1, dtype=_DTYPES[dtype])
+            self.critic.config.pad_token_id = self.pad_id
+            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.critic_cfg.lr, betas=tuple(optim.betas))
 
     def _new_optimizer(self, lr, weight_decay, betas):
         return torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay, betas=tuple(betas))
@@ -123,7 +143,10 @@ class Learner:
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
         ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
-        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0)
+        if self.critic is not None:
+            batch, old_values, returns = self._gae_batch(batch, temperature, ref_logprobs)
+        kl_in_loss = ref_logprobs is not None and not self.critic_cfg.kl_in_reward
+        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0, value_loss=0.0, value_clip_frac=0.0)
         seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
         n_steps = 0
         for epoch in range(self.algo.epochs):
@@ -150,7 +173,7 @@ class Learner:
                     if self.algo.entropy_coef:
                         loss = loss + entropy_bonus(entropy, micro.loss_mask, self.algo.entropy_coef, self.agg)
                     kl = torch.zeros(())
-                    if ref_logprobs is not None:
+                    if kl_in_loss:
                         kl = aggregate(self.kl_fn(logp, ref_logprobs[idx]), micro.loss_mask, self.agg)
                         loss = loss + self.algo.kl_coef * kl
                     self._check_finite(loss, "RL update")
@@ -167,6 +190,10 @@ class Learner:
                 self._check_finite(grad_norm, "RL update (gradient norm)")
                 self.optimizer.step()
                 sums["grad_norm"] += grad_norm.item()
+                if self.critic is not None:
+                    value_loss, value_clip = self._critic_step(batch, mb_idx, old_values, returns)
+                    sums["value_loss"] += value_loss
+                    sums["value_clip_frac"] += value_clip
                 n_steps += 1
         self.scheduler.step()
         mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, batch.loss_mask).items()}
@@ -186,7 +213,51 @@ class Learner:
             is_ratio_min=mismatch["is_ratio_min"],
             is_ratio_max=mismatch["is_ratio_max"],
             tis_clip_frac=sums["tis_clip_frac"] / n_steps,
+            value_loss=sums["value_loss"] / n_steps,
+            value_clip_frac=sums["value_clip_frac"] / n_steps,
         )
+
+    def _values(self, batch: Batch) -> torch.Tensor:
+        """Critic value at each position that predicts a next token (B, T)."""
+        return self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1, 0].float()
+
+    @torch.no_grad()
+    def _gae_batch(self, batch: Batch, temperature: float, ref_logprobs: torch.Tensor | None):
+        """PPO with a critic: the batch's advantages hold the outcome reward (algo.advantage=reward);
+        put it on each sequence's last completion token, optionally subtract the per-token KL,
+        and return (batch with token-level GAE advantages, old values, returns)."""
+        c, mask = self.critic_cfg, batch.loss_mask
+        old_values = torch.cat([self._values(batch.select(i)) for i in torch.arange(len(batch)).split(self.optim_cfg.micro_batch_size)])
+        last = (mask * torch.arange(mask.shape[1])).argmax(-1)  # (B,) last completion position
+        rows = torch.arange(len(batch))
+        token_rewards = torch.zeros_like(mask)
+        token_rewards[rows, last] = batch.advantages[rows, last]
+        if c.kl_in_reward and ref_logprobs is not None:
+            kl = self.kl_fn(self._no_grad_logprobs(self.model, batch, temperature), ref_logprobs)
+            token_rewards = apply_kl_penalty(token_rewards, kl, mask, self.algo.kl_coef)
+        adv, returns = gae_advantages(token_rewards, old_values, mask, c.gamma, c.lam)
+        if c.whiten:
+            m = mask.bool()
+            adv = (adv - adv[m].mean()) / (adv[m].std(unbiased=False) + 1e-8) * mask
+        return dataclasses.replace(batch, advantages=adv), old_values, returns
+
+    def _critic_step(self, batch: Batch, mb_idx: torch.Tensor, old_values, returns) -> tuple[float, float]:
+        """One clipped-value-loss optimizer step of the critic on a minibatch."""
+        self.critic.train()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        mb_mask = batch.loss_mask[mb_idx]
+        loss_sum = clip_sum = 0.0
+        for idx in mb_idx.split(self.optim_cfg.micro_batch_size):
+            micro = batch.select(idx)
+            loss, stats = clipped_value_loss(self._values(micro), old_values[idx], returns[idx], micro.loss_mask, self.critic_cfg.value_clip)
+            self._check_finite(loss, "critic update")
+            w = part_weight(micro.loss_mask, mb_mask, "token_mean")
+            (loss * w).backward()
+            loss_sum += loss.item() * w.item()
+            clip_sum += stats["value_clip_frac"].item() * w.item()
+        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.optim_cfg.grad_clip)
+        self.critic_optimizer.step()
+        return loss_sum, clip_sum
 
     @torch.no_grad()
     def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
