@@ -23,3 +23,11 @@ def test_make_batch_positions_and_masks_by_hand():
 def test_sft_batch_masks_prompt():
     b = sft_batch([([7, 8, 9], [10, 11])], pad_id=0)
     assert b.loss_mask.tolist() == [[0, 0, 1, 1]]
+
+
+def test_zero_length_completion_gets_no_loss_tokens():
+    groups = [[s([1, 2], [], []), s([1, 2], [3], [-0.5])]]
+    b = make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0)
+    assert b.input_ids.tolist() == [[1, 2, 0], [1, 2, 3]]
+    assert b.loss_mask.tolist() == [[0, 0], [0, 1]]
+    assert b.advantages.tolist() == [[0, 0], [0, -1]]

@@ -127,3 +127,9 @@ def test_kl_in_reward_moves_kl_out_of_the_loss(tiny_model_dir):
                       critic=CriticConfig(enabled=True, kl_in_reward=True))
     stats = learner.update(rollout_batch([1.0, 0.0]))
     assert learner.ref is not None and stats.kl == 0.0 and math.isfinite(stats.loss)
+
+
+def test_update_with_a_zero_length_completion(learner):
+    groups = [[Sample([10, 11, 12], [], "", [], "length", 0), Sample([10, 11, 12], [15, 2], "", [-1.0, -1.0], "stop", 0)]]
+    stats = learner.update(make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0))
+    assert math.isfinite(stats.loss) and stats.tokens == 2
