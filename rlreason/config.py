@@ -314,6 +314,12 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"key '{key}': must be > 0, got {value}")
+    from rlreason.rewards import resolve_reward
+
+    try:
+        resolve_reward(cfg.reward)  # unknown names and broken plug-in paths fail here, before any work
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if cfg.critic.enabled and cfg.algo.advantage != "reward":
         raise ConfigError("key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage=reward")
     if cfg.critic.kl_in_reward and not cfg.critic.enabled:

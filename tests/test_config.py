@@ -103,3 +103,10 @@ def test_critic_needs_reward_advantage_and_kl_in_reward_needs_critic():
         load_config(None, ["critic.kl_in_reward=true"])
     cfg = load_config(None, ["critic.enabled=true", "algo.advantage=reward", "critic.kl_in_reward=true", "algo.kl_coef=0.05"])
     assert cfg.critic.enabled and cfg.critic.kl_in_reward
+
+
+def test_unknown_reward_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"key 'reward': unknown reward 'nope'"):
+        load_config(None, ["reward=nope"])
+    with pytest.raises(ConfigError, match=r"key 'reward': cannot import 'tests.plugins:missing'"):
+        load_config(None, ["reward=tests.plugins:missing"])
