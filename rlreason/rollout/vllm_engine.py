@@ -55,8 +55,6 @@ class VLLMEngine:
             logprobs_mode="processed_logprobs",
             gpu_memory_utilization=0.5 if on_gpu else 0.9,
         )
-        self.eos_id = self.llm.get_tokenizer().eos_token_id
-        self.pad_id = self.llm.get_tokenizer().pad_token_id
         self.version = 0
 
     def generate(
