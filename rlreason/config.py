@@ -93,6 +93,7 @@ class AlgoConfig:
     tis_cap: float | None = None  # truncated importance sampling vLLM -> learner, e.g. 2.0; None = off
     kl_coef: float = 0.0  # > 0 loads a frozen reference model and adds a KL loss term
     kl_estimator: str = "k3"  # a name in rlreason.algos.KL_ESTIMATORS
+    kl_in_reward: bool = False  # kl_coef * KL as a per-token reward penalty instead of a loss term
     std_eps: float = 1e-6
     epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
@@ -111,7 +112,6 @@ class CriticConfig:
     gamma: float = 1.0
     lam: float = 1.0
     whiten: bool = True  # normalise GAE advantages over the batch's completion tokens
-    kl_in_reward: bool = False  # put algo.kl_coef * KL(policy || ref) in the per-token reward instead of the loss
 
 
 @dataclass
@@ -322,8 +322,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(str(e)) from None
     if cfg.critic.enabled and cfg.algo.advantage != "reward":
         raise ConfigError("key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage=reward")
-    if cfg.critic.kl_in_reward and not cfg.critic.enabled:
-        raise ConfigError("key 'critic.kl_in_reward': needs critic.enabled (token-level advantages)")
+    if cfg.algo.kl_in_reward and cfg.algo.kl_coef <= 0:
+        raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
     if cfg.rollout.temperature <= 0:

@@ -280,3 +280,12 @@ def test_clipped_value_loss_hand_computed():
     # token 2: unclipped (1-2)^2 = 1, clipped (0.2-2)^2 = 3.24 -> 3.24 (the clipped error counts)
     assert math.isclose(loss.item(), 0.5 * (1 + 3.24) / 2, rel_tol=1e-6)
     assert stats["value_clip_frac"].item() == 0.5
+
+
+def test_kl_penalty_to_go_hand_computed():
+    from rlreason.algos import kl_penalty_to_go
+
+    kl = torch.tensor([[9.0, 0.1, 0.2, 0.3, 9.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]])
+    # coef 0.5: to-go sums of -0.5 * kl over completion tokens: -0.3, -0.25, -0.15
+    assert torch.allclose(kl_penalty_to_go(kl, mask, 0.5), torch.tensor([[0.0, -0.3, -0.25, -0.15, 0.0]]))

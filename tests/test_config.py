@@ -96,13 +96,13 @@ def test_extends_merges_the_base_first(tmp_path):
         load_config(write(tmp_path, "extends: nope.yaml\n", "c2.yaml"))
 
 
-def test_critic_needs_reward_advantage_and_kl_in_reward_needs_critic():
+def test_critic_needs_reward_advantage_and_kl_in_reward_needs_a_kl_coef():
     with pytest.raises(ConfigError, match="algo.advantage=reward"):
         load_config(None, ["critic.enabled=true"])
-    with pytest.raises(ConfigError, match="critic.kl_in_reward"):
-        load_config(None, ["critic.kl_in_reward=true"])
-    cfg = load_config(None, ["critic.enabled=true", "algo.advantage=reward", "critic.kl_in_reward=true", "algo.kl_coef=0.05"])
-    assert cfg.critic.enabled and cfg.critic.kl_in_reward
+    with pytest.raises(ConfigError, match="algo.kl_in_reward.*kl_coef > 0"):
+        load_config(None, ["algo.kl_in_reward=true"])
+    cfg = load_config(None, ["critic.enabled=true", "algo.advantage=reward", "algo.kl_in_reward=true", "algo.kl_coef=0.05"])
+    assert cfg.critic.enabled and cfg.algo.kl_in_reward
 
 
 def test_unknown_reward_is_a_config_error():

@@ -113,7 +113,7 @@ def test_critic_gae_batch_puts_reward_on_last_token(tiny_model_dir):
     learner = Learner(str(path), AlgoConfig(advantage="reward"), OptimConfig(), threads=2,
                       critic=CriticConfig(enabled=True, whiten=False))
     batch = rollout_batch([1.0, 0.0])
-    gae_batch, old_values, returns = learner._gae_batch(batch, 1.0, None)
+    gae_batch, old_values, returns = learner._gae_batch(batch, None)
     # gamma = lam = 1: returns are the outcome reward on every completion token, 0 elsewhere
     assert torch.allclose(returns, batch.loss_mask * torch.tensor([[1.0], [0.0]]))
     assert torch.allclose(gae_batch.advantages, (returns - old_values) * batch.loss_mask, atol=1e-6)
@@ -123,10 +123,15 @@ def test_kl_in_reward_moves_kl_out_of_the_loss(tiny_model_dir):
     from rlreason.config import CriticConfig
 
     path, _ = tiny_model_dir
-    learner = Learner(str(path), AlgoConfig(advantage="reward", kl_coef=0.1), OptimConfig(), threads=2,
-                      critic=CriticConfig(enabled=True, kl_in_reward=True))
+    learner = Learner(str(path), AlgoConfig(advantage="reward", kl_coef=0.1, kl_in_reward=True), OptimConfig(), threads=2,
+                      critic=CriticConfig(enabled=True))
     stats = learner.update(rollout_batch([1.0, 0.0]))
     assert learner.ref is not None and stats.kl == 0.0 and math.isfinite(stats.loss)
+    # without a critic too: the penalty goes into the token advantages, not the loss
+    learner = Learner(str(path), AlgoConfig(kl_coef=0.1, kl_in_reward=True), OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
+    learner.update(rollout_batch([1.0, -1.0]))  # the policy moves away from the reference
+    stats = learner.update(rollout_batch([1.0, -1.0]))
+    assert stats.kl == 0.0 and math.isfinite(stats.loss)
 
 
 def test_update_with_a_zero_length_completion(learner):

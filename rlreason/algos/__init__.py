@@ -20,7 +20,7 @@ from rlreason.algos.advantages import (
 from rlreason.algos.shaping import GROUP_FILTERS, keep_mixed, overlong_penalty
 from rlreason.algos.critic import clipped_value_loss, gae_advantages
 from rlreason.algos.mismatch import mismatch_stats, truncated_is_weights
-from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3
+from rlreason.algos.kl import KL_ESTIMATORS, apply_kl_penalty, kl_k1, kl_k2, kl_k3, kl_penalty_to_go
 from rlreason.algos.losses import (
     AGGREGATIONS,
     POLICY_LOSSES,
@@ -51,6 +51,7 @@ __all__ = [
     "kl_k2",
     "keep_mixed",
     "kl_k3",
+    "kl_penalty_to_go",
     "masked_mean",
     "mismatch_stats",
     "overlong_penalty",

@@ -40,3 +40,17 @@ def apply_kl_penalty(
     a detached kl here: the penalty is a reward, not a term to differentiate.
     """
     return token_rewards - coef * kl * mask
+
+
+def kl_penalty_to_go(
+    kl: torch.Tensor,  # (B, T) per-token KL(policy || ref) on the sampled tokens
+    mask: torch.Tensor,  # (B, T)
+    coef: float,
+) -> torch.Tensor:
+    """The per-token KL reward penalty seen from each token without a critic: the undiscounted
+    sum of -coef * KL over the token and the ones after it (B, T), to add to a sequence-level
+    advantage. This is how REINFORCE++ (Hu 2025) folds the KL into its token returns; with a
+    critic, apply_kl_penalty puts it in the rewards that GAE reads instead.
+    """
+    penalty = -coef * kl * mask
+    return torch.flip(torch.cumsum(torch.flip(penalty, [-1]), -1), [-1]) * mask

@@ -18,6 +18,7 @@ from rlreason.algos import (
     clipped_value_loss,
     entropy_bonus,
     gae_advantages,
+    kl_penalty_to_go,
     masked_mean,
     mismatch_stats,
     part_weight,
@@ -143,9 +144,12 @@ class Learner:
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
         ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
+        token_kl = self._token_kl(batch, temperature, ref_logprobs) if self.algo.kl_in_reward else None
         if self.critic is not None:
-            batch, old_values, returns = self._gae_batch(batch, temperature, ref_logprobs)
-        kl_in_loss = ref_logprobs is not None and not self.critic_cfg.kl_in_reward
+            batch, old_values, returns = self._gae_batch(batch, token_kl)
+        elif token_kl is not None:  # no critic: each token's advantage carries the KL penalty still to come
+            batch = dataclasses.replace(batch, advantages=batch.advantages + kl_penalty_to_go(token_kl, batch.loss_mask, self.algo.kl_coef))
+        kl_in_loss = ref_logprobs is not None and not self.algo.kl_in_reward
         sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0, value_loss=0.0, value_clip_frac=0.0)
         seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
         n_steps = 0
@@ -222,19 +226,23 @@ class Learner:
         return self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1, 0].float()
 
     @torch.no_grad()
-    def _gae_batch(self, batch: Batch, temperature: float, ref_logprobs: torch.Tensor | None):
+    def _token_kl(self, batch: Batch, temperature: float, ref_logprobs: torch.Tensor) -> torch.Tensor:
+        """Per-token KL(policy || ref) of the pre-update policy on the sampled tokens (B, T)."""
+        return self.kl_fn(self._no_grad_logprobs(self.model, batch, temperature), ref_logprobs)
+
+    @torch.no_grad()
+    def _gae_batch(self, batch: Batch, token_kl: torch.Tensor | None):
         """PPO with a critic: the batch's advantages hold the outcome reward (algo.advantage=reward);
-        put it on each sequence's last completion token, optionally subtract the per-token KL,
-        and return (batch with token-level GAE advantages, old values, returns)."""
+        put it on each sequence's last completion token, subtract kl_coef * token_kl when given
+        (algo.kl_in_reward), and return (batch with token-level GAE advantages, old values, returns)."""
         c, mask = self.critic_cfg, batch.loss_mask
         old_values = torch.cat([self._values(batch.select(i)) for i in torch.arange(len(batch)).split(self.optim_cfg.micro_batch_size)])
         last = (mask * torch.arange(mask.shape[1])).argmax(-1)  # (B,) last completion position
         rows = torch.arange(len(batch))
         token_rewards = torch.zeros_like(mask)
         token_rewards[rows, last] = batch.advantages[rows, last]
-        if c.kl_in_reward and ref_logprobs is not None:
-            kl = self.kl_fn(self._no_grad_logprobs(self.model, batch, temperature), ref_logprobs)
-            token_rewards = apply_kl_penalty(token_rewards, kl, mask, self.algo.kl_coef)
+        if token_kl is not None:
+            token_rewards = apply_kl_penalty(token_rewards, token_kl, mask, self.algo.kl_coef)
         adv, returns = gae_advantages(token_rewards, old_values, mask, c.gamma, c.lam)
         if c.whiten:
             m = mask.bool()
