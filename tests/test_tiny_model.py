@@ -1,4 +1,3 @@
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlreason.data.tiny_model import ensure_tiny_model, resolve_model
