@@ -144,7 +144,10 @@ class Learner:
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
         ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
-        token_kl = self._token_kl(batch, temperature, ref_logprobs) if self.algo.kl_in_reward else None
+        token_kl = None
+        if self.algo.kl_in_reward:  # KL(policy || ref) of the pre-update policy on the sampled tokens (B, T)
+            pre_update = old_logprobs if old_logprobs is not None else self._no_grad_logprobs(self.model, batch, temperature)
+            token_kl = self.kl_fn(pre_update, ref_logprobs)
         if self.critic is not None:
             batch, old_values, returns = self._gae_batch(batch, token_kl)
         elif token_kl is not None:  # no critic: each token's advantage carries the KL penalty still to come
@@ -224,11 +227,6 @@ class Learner:
     def _values(self, batch: Batch) -> torch.Tensor:
         """Critic value at each position that predicts a next token (B, T)."""
         return self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1, 0].float()
-
-    @torch.no_grad()
-    def _token_kl(self, batch: Batch, temperature: float, ref_logprobs: torch.Tensor) -> torch.Tensor:
-        """Per-token KL(policy || ref) of the pre-update policy on the sampled tokens (B, T)."""
-        return self.kl_fn(self._no_grad_logprobs(self.model, batch, temperature), ref_logprobs)
 
     @torch.no_grad()
     def _gae_batch(self, batch: Batch, token_kl: torch.Tensor | None):
