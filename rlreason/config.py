@@ -50,6 +50,7 @@ class TaskConfig:
     digits: int = 3
     heldout_size: int = 500
     seed: int = 1234
+    train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
 
 
 @dataclass
@@ -133,6 +134,14 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Full run state under run_dir/checkpoints/step_NNNNNN (see rlreason.checkpoint)."""
+
+    every: int = 10  # save every K RL steps, after the warm start (step 0) and at the end; 0 = only at the end
+    keep_last: int = 2  # complete checkpoints kept; an old one goes only after a newer one is complete
+
+
+@dataclass
 class RayConfig:
     address: str | None = None  # None: join RAY_ADDRESS if set, else start a local cluster
     num_cpus: int | None = None  # for a local cluster; None = all cores
@@ -158,6 +167,7 @@ class Config:
     critic: CriticConfig = field(default_factory=CriticConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     @property
@@ -310,6 +320,7 @@ def validate(cfg: Config) -> None:
         "algo.minibatches": cfg.algo.minibatches,
         "algo.max_sampling_rounds": cfg.algo.max_sampling_rounds,
         "optim.micro_batch_size": cfg.optim.micro_batch_size,
+        "checkpoint.keep_last": cfg.checkpoint.keep_last,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -326,6 +337,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
+    if cfg.task.train_size < 0 or cfg.checkpoint.every < 0:
+        raise ConfigError("keys 'task.train_size' and 'checkpoint.every' must be >= 0")
     if cfg.rollout.temperature <= 0:
         raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
 
@@ -334,5 +347,34 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}"""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# What a resumed run may not change: the model and its shape, the data and its order, the
+# group size, the warm start that made the reference, and whether a critic exists.
+FROZEN_ON_RESUME = ("model.path", "model.dtype", "model.tiny.", "task.", "warm_start.", "seed", "rollout.group_size", "critic.enabled")
+
+
+def resume_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
+    """Compare a checkpoint's config with the current one: (changed keys that are allowed,
+    changed keys that are refused). Keys are dotted paths; added or removed keys count as changed."""
+    old, new = flatten(saved), flatten(to_dict(cfg))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    frozen = [k for k in changed if any(k == f or (f.endswith(".") and k.startswith(f)) for f in FROZEN_ON_RESUME)]
+    return [k for k in changed if k not in frozen], frozen
+
+
+def dumps(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def dump(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    path.write_text(dumps(cfg))

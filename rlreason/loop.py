@@ -8,19 +8,24 @@ config names.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from rlreason import checkpoint
 from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penalty
-from rlreason.config import Config
+from rlreason.config import Config, dumps
 from rlreason.data.addition import PromptStream, demonstrations, heldout_problems
 from rlreason.learner.batch import make_batch
-from rlreason.metrics import MetricsLogger, plot
+from rlreason.metrics import MetricsLogger, plot, read_metrics
 from rlreason.rewards import resolve_reward, score
 from rlreason.types import Problem, Sample
+
+log = logging.getLogger(__name__)
 
 
 def score_groups(reward_fn, problems: list[Problem], groups: list[list[Sample]]) -> torch.Tensor:
@@ -66,29 +71,65 @@ def evaluate(engine, problems: list[Problem], reward_fn, max_tokens: int) -> dic
     return {"eval/accuracy": score_groups(reward_fn, problems, groups).mean().item(), "timing/eval": time.time() - t0}
 
 
-def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
-    """Train; return the final record (with 'eval/accuracy_start' and 'eval/accuracy')."""
+def save_checkpoint(cfg: Config, run_dir: Path, step: int, learner, stream: PromptStream, metrics: MetricsLogger) -> Path:
+    """The whole run state at the end of `step` (see rlreason.checkpoint for the layout)."""
+    tmp = checkpoint.begin(run_dir / "checkpoints", step)
+    learner.save_checkpoint(str(tmp))  # policy, optimizer, scheduler, learner RNGs, critic, reference
+    state = {"step": step, "policy_version": step, "stream": stream.state_dict(), "finished": step >= cfg.steps}
+    checkpoint.write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+    torch.save(checkpoint.rng_state(), tmp / "driver_rng.pt")
+    checkpoint.write_text(tmp / "config.yaml", dumps(cfg))
+    checkpoint.write_text(tmp / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics.rows))
+    return checkpoint.commit(tmp, step, cfg.checkpoint.keep_last)
+
+
+def restore_checkpoint(path: Path, learner, stream: PromptStream) -> tuple[int, list[dict]]:
+    """Load a checkpoint into the learner, the prompt stream and this process's RNGs.
+    Returns (step, metrics history)."""
+    state = json.loads((path / "trainer_state.json").read_text())
+    learner.load_checkpoint(str(path))
+    stream.load_state_dict(state["stream"])
+    checkpoint.set_rng_state(torch.load(path / "driver_rng.pt", weights_only=False))
+    return state["step"], read_metrics(path / "metrics.jsonl")
+
+
+def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None, should_stop=lambda step: False) -> dict:
+    """Train from scratch, or from the checkpoint `resume`. After each step, `should_stop(step)`
+    may ask to save and return early (SIGTERM). Returns the final record: 'eval/accuracy_start',
+    'eval/accuracy', 'final_model', 'step', 'stopped'."""
     run_dir = Path(run_dir)
     reward_fn = resolve_reward(cfg.reward)
     all_heldout = heldout_problems(cfg.task.digits, cfg.task.heldout_size, cfg.task.seed)
     heldout = all_heldout[: cfg.eval.size]
-    stream = PromptStream(cfg.task.digits, cfg.seed, exclude=all_heldout)
-    metrics = MetricsLogger(run_dir, cfg.steps)
-    ro = cfg.rollout
+    stream = PromptStream(cfg.task.digits, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
+    ro, every = cfg.rollout, cfg.checkpoint.every
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
 
-    # Cold start: imitate an imperfect teacher, then put those weights into the engine.
-    start = {"step": 0}
-    if cfg.warm_start.enabled:
-        ws = cfg.warm_start
-        pairs = demonstrations(ws.steps * ws.batch_size, cfg.task.digits, ws.teacher_carry_drop, cfg.seed, exclude=all_heldout)
-        start.update(learner.warm_start(pairs, ws))
-        engine.load_weights(learner.weights(), version=0)
-    start.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
-    metrics.log(start)
-    first_acc = last_acc = start["eval/accuracy"]
+    if resume is None:
+        metrics = MetricsLogger(run_dir, cfg.steps)
+        # Cold start: imitate an imperfect teacher, then put those weights into the engine.
+        start = {"step": 0}
+        if cfg.warm_start.enabled:
+            ws = cfg.warm_start
+            pairs = demonstrations(ws.steps * ws.batch_size, cfg.task.digits, ws.teacher_carry_drop, cfg.seed, exclude=all_heldout)
+            start.update(learner.warm_start(pairs, ws))
+            engine.load_weights(learner.weights(), version=0)
+        start.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
+        metrics.log(start)
+        first_step = 1
+        if every or should_stop(0):
+            save_checkpoint(cfg, run_dir, 0, learner, stream, metrics)  # the warm start is worth keeping
+        if should_stop(0):
+            return _result(metrics, run_dir, 0, stopped=True)
+    else:
+        done, history = restore_checkpoint(resume, learner, stream)
+        metrics = MetricsLogger(run_dir, cfg.steps, history=history)
+        engine.load_weights(learner.weights(), version=done)  # the restored policy, before the first generation
+        first_step = done + 1
+        log.info("resumed from %s at step %d", resume, done)
 
-    for step in range(1, cfg.steps + 1):
+    t_checkpoint = 0.0
+    for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
         _, groups, rewards, rounds = collect_groups(cfg, engine, stream, reward_fn, step)  # rewards (P, G)
         t_rollout = time.time()
@@ -111,22 +152,38 @@ def run(cfg: Config, engine, learner, run_dir: Path) -> dict:
             "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
             "sampling/rounds": rounds,
             "sampling/groups": len(groups),
+            "data/epoch": stream.epoch,
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
             "timing/rollout": t_rollout - t0,  # sampling (all rounds) and scoring
             "timing/batch": t_batch - t_rollout,
             "timing/update": t_update - t_batch,
             "timing/sync": t_sync - t_update,
+            "timing/checkpoint": t_checkpoint,  # the save after the previous step (0 if none)
             "throughput/tokens_per_s": n_tokens / (t_rollout - t0),
             "policy_version": step,
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
             record.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
-            last_acc = record["eval/accuracy"]
         record["timing/step"] = time.time() - t0
         metrics.log(record)
 
-    final_dir = learner.save(str(run_dir / "final"))
-    metrics.close()
-    plot(metrics.path, run_dir / "progress.png")
-    return {"eval/accuracy_start": first_acc, "eval/accuracy": last_acc, "final_model": final_dir}
+        stop = should_stop(step)
+        t_checkpoint = 0.0
+        if step == cfg.steps or stop or (every and step % every == 0):
+            t = time.time()
+            save_checkpoint(cfg, run_dir, step, learner, stream, metrics)
+            t_checkpoint = time.time() - t
+        if stop and step < cfg.steps:
+            return _result(metrics, run_dir, step, stopped=True)
+    return _result(metrics, run_dir, cfg.steps, stopped=False)
 
+
+def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> dict:
+    """Close the sinks; when the run is done, export final/ from its last checkpoint and plot."""
+    metrics.close()
+    final = None
+    if not stopped:
+        final = checkpoint.export(checkpoint.latest(run_dir / "checkpoints"), run_dir / "final", replace=True)
+    plot(metrics.path, run_dir / "progress.png")
+    accuracies = [r["eval/accuracy"] for r in metrics.rows if "eval/accuracy" in r]
+    return {"eval/accuracy_start": accuracies[0], "eval/accuracy": accuracies[-1], "final_model": final, "step": step, "stopped": stopped}

@@ -10,20 +10,32 @@ from pathlib import Path
 
 
 class MetricsLogger:
-    """One JSON object per step in run_dir/metrics.jsonl, mirrored to TensorBoard."""
+    """One JSON object per step in run_dir/metrics.jsonl, mirrored to TensorBoard.
 
-    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout):
+    `history` (the rows a checkpoint carries) continues a resumed run: metrics.jsonl is
+    rewritten to exactly those rows, and TensorBoard drops its events after their last step,
+    so the steps that are trained again after a resume appear once.
+    """
+
+    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout, history: list[dict] | None = None):
         self.run_dir, self.total_steps, self.stream = Path(run_dir), total_steps, stream
         self.path = self.run_dir / "metrics.jsonl"
+        self.rows: list[dict] = list(history or [])
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        tmp.replace(self.path)
         self._file = self.path.open("a")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        purge = self.rows[-1]["step"] + 1 if self.rows else None
+        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
         self.t0 = time.time()
-        self.last_accuracy: float | None = None
+        accuracies = [r["eval/accuracy"] for r in self.rows if "eval/accuracy" in r]
+        self.last_accuracy: float | None = accuracies[-1] if accuracies else None
 
     def log(self, record: dict) -> None:
         step = record["step"]
+        self.rows.append(record)
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         for key, value in record.items():

@@ -1,40 +1,113 @@
-"""Job entry: resolve the model, prepare the run directory, start the Ray workers, run the loop."""
+"""Job entry: resolve the model, prepare or resume the run directory, start the Ray workers,
+run the loop, and stop cleanly on SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
+import threading
 from pathlib import Path
 
-from rlreason.config import Config, dump
+import yaml
+
+from rlreason import checkpoint
+from rlreason.config import Config, ConfigError, dump, resume_changes
 
 log = logging.getLogger(__name__)
 
 
-def prepare_run_dir(cfg: Config) -> Path:
+def prepare_run_dir(cfg: Config, fresh_ok: bool = False) -> Path:
+    """A run directory for a new run. One that already holds a run is refused, unless
+    `fresh_ok` (--resume auto found no checkpoint): then its partial metrics are cleared."""
     run_dir = cfg.resolved_run_dir
-    if (run_dir / "metrics.jsonl").exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run (metrics.jsonl); pick another name= or run_dir=, or delete it"
-        )
+    if (run_dir / "metrics.jsonl").exists() or checkpoint.latest(run_dir / "checkpoints") is not None:
+        if not fresh_ok:
+            raise FileExistsError(
+                f"{run_dir} already holds a run; continue it with --resume auto, or pick another name= or run_dir=, or delete it"
+            )
+        log.warning("%s: no complete checkpoint to resume; starting the run again from scratch", run_dir)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.clean_partial(run_dir / "checkpoints")
     dump(cfg, run_dir / "config.yaml")  # the fully resolved config
     return run_dir
 
 
-def train(cfg: Config) -> dict:
+def check_resume(cfg: Config, ckpt: Path) -> list[str]:
+    """Refuse a resume that changes a frozen key; return the other changed keys (to warn about)."""
+    saved = yaml.safe_load((ckpt / "config.yaml").read_text())
+    allowed, frozen = resume_changes(saved, cfg)
+    if frozen:
+        raise ConfigError(f"cannot resume {ckpt} with a changed {', '.join(frozen)} (these keys are fixed for a run)")
+    return allowed
+
+
+class StopFlag:
+    """SIGTERM / SIGINT: the first asks the loop to save after the current step and return;
+    a second one exits at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __call__(self, step: int) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            os.write(2, f"\nrlreason: second {signal.Signals(signum).name}: exiting now\n".encode())
+            os._exit(128 + signum)
+        self.signum = signum
+        os.write(2, f"\nrlreason: {signal.Signals(signum).name}: saving a checkpoint after this step, then exiting (send again to exit now)\n".encode())
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: Config, resume: str | None = None) -> dict:
+    """Run (or resume: 'auto' or a checkpoint / run directory path) a recipe. Returns the loop's
+    final record, or {'finished': True, ...} when the checkpoint is already at cfg.steps."""
+    run_dir = cfg.resolved_run_dir
+    ckpt = checkpoint.resolve_resume(run_dir, resume) if resume else None
+    if ckpt is not None:
+        changed = check_resume(cfg, ckpt)
+        if changed:
+            log.warning("resuming %s with changed config keys: %s", ckpt, ", ".join(changed))
+        done = checkpoint.checkpoint_step(ckpt)
+        if done >= cfg.steps:
+            return {"finished": True, "step": done, "checkpoint": str(ckpt)}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.clean_partial(run_dir / "checkpoints")
+        dump(cfg, run_dir / "config.yaml")
+    else:
+        prepare_run_dir(cfg, fresh_ok=resume == "auto")
+
     import ray
 
     from rlreason.cluster.ray_workers import RayEngine, RayLearner, connect
     from rlreason.data.tiny_model import resolve_model
     from rlreason.loop import run
 
-    run_dir = prepare_run_dir(cfg)
     model_path = resolve_model(cfg.model)
-    log.info("model: %s; run dir: %s", model_path, run_dir)
-    connect(cfg)
-    try:
-        learner = RayLearner(cfg, model_path)
-        engine = RayEngine(cfg, model_path)
-        return run(cfg, engine, learner, run_dir)
-    finally:
-        ray.shutdown()
+    log.info("model: %s; run dir: %s%s", model_path, run_dir, f"; resuming {ckpt}" if ckpt else "")
+    with StopFlag() as stop:
+        connect(cfg)
+        try:
+            learner = RayLearner(cfg, model_path)
+            engine = RayEngine(cfg, model_path)
+            result = run(cfg, engine, learner, run_dir, resume=ckpt, should_stop=stop)
+        finally:
+            ray.shutdown()
+    if stop.signum is not None:
+        result["signal"] = stop.signum
+    return result

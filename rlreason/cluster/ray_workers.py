@@ -75,6 +75,12 @@ class RayLearner:
     def save(self, path: str) -> str:
         return ray.get(self.actor.save.remote(path))
 
+    def save_checkpoint(self, path: str) -> None:
+        return ray.get(self.actor.save_checkpoint.remote(path))
+
+    def load_checkpoint(self, path: str) -> None:
+        return ray.get(self.actor.load_checkpoint.remote(path))
+
 
 class RayEngine:
     def __init__(self, cfg: Config, model_path: str):

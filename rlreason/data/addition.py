@@ -62,34 +62,62 @@ def heldout_problems(digits: int, size: int, seed: int) -> list[Problem]:
 
 
 class PromptStream:
-    """An endless, deterministic, resumable stream of training problems.
+    """A deterministic, resumable stream of training problems.
 
-    Problem i depends only on (seed, i), so the stream's whole state is its position.
-    Problems in the held-out set are skipped.
+    size == 0: an endless stream; problem i depends only on (seed, i).
+    size == N: a fixed pool of the stream's first N problems, visited in a fresh shuffled
+    order each epoch (the order of epoch e depends only on (seed, e)).
+    Either way the whole state is (epoch, position), so a resume mid-epoch or exactly at an
+    epoch boundary continues with the very next problem. Held-out problems are skipped.
     """
 
-    def __init__(self, digits: int, seed: int, exclude: list[Problem] = ()):
-        self.digits, self.seed, self.position = digits, seed, 0
+    def __init__(self, digits: int, seed: int, exclude: list[Problem] = (), size: int = 0):
+        self.digits, self.seed = digits, seed
+        self.epoch, self.position = 0, 0
         self._exclude = {(p.meta["a"], p.meta["b"]) for p in exclude}
+        self.pool = self._take(size) if size else None
+        self._order: tuple[int, list[int]] | None = None  # (epoch, permutation) cache
 
     def _problem(self, i: int) -> Problem | None:
         ab = _operands(random.Random(f"train-{self.seed}-{i}"), self.digits)
         return None if ab in self._exclude else make_problem(*ab)
 
-    def next_batch(self, n: int) -> list[Problem]:
-        out: list[Problem] = []
+    def _take(self, n: int) -> list[Problem]:
+        out, i = [], 0
         while len(out) < n:
-            p = self._problem(self.position)
-            self.position += 1
+            p = self._problem(i)
+            i += 1
             if p is not None:
                 out.append(p)
         return out
 
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if self._order is None or self._order[0] != epoch:
+            order = list(range(len(self.pool)))
+            random.Random(f"order-{self.seed}-{epoch}").shuffle(order)
+            self._order = (epoch, order)
+        return self._order[1]
+
+    def next_batch(self, n: int) -> list[Problem]:
+        out: list[Problem] = []
+        while len(out) < n:
+            if self.pool is None:
+                p = self._problem(self.position)
+                self.position += 1
+                if p is not None:
+                    out.append(p)
+                continue
+            if self.position == len(self.pool):  # epoch boundary: the next epoch starts here
+                self.epoch, self.position = self.epoch + 1, 0
+            out.append(self.pool[self._epoch_order(self.epoch)[self.position]])
+            self.position += 1
+        return out
+
     def state_dict(self) -> dict:
-        return {"position": self.position}
+        return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.position = state["position"]
+        self.epoch, self.position = state["epoch"], state["position"]
 
 
 def demonstrations(n: int, digits: int, carry_drop: float, seed: int, exclude: list[Problem] = ()) -> list[tuple[str, str]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +26,7 @@ from rlreason.algos import (
     part_weight,
     truncated_is_weights,
 )
+from rlreason.checkpoint import fingerprint, rng_state, set_rng_state
 from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import sft_batch
 from rlreason.types import Batch, UpdateStats
@@ -72,15 +75,16 @@ class Learner:
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.algo, self.optim_cfg = algo, optim
+        self.algo, self.optim_cfg, self.model_path, self.dtype = algo, optim, model, _DTYPES[dtype]
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[dtype])
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.ref = None
+        self.ref_identity: dict | None = None  # {'source': 'base' | 'snapshot', 'sha256': ...}
+        self.trained = False  # have the weights moved away from `model`?
         self.optimizer = self._new_optimizer(optim.lr, optim.weight_decay, optim.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, optim.warmup_steps, total_steps, optim.schedule, optim.min_lr_ratio)
-        )
+        self.lr_lambda = lambda s: lr_factor(s, optim.warmup_steps, total_steps, optim.schedule, optim.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.policy_loss = POLICY_LOSSES[algo.policy_loss]
         # None: the loss's own default aggregation (token mean for PPO-clip, seq mean for GSPO)
         self.agg = algo.loss_agg or inspect.signature(self.policy_loss).parameters["agg"].default
@@ -89,9 +93,12 @@ class Learner:
         self.critic_cfg = critic or CriticConfig()
         self.critic = None
         if self.critic_cfg.enabled:  # PPO's value model lives on the learner, beside the policy
-            from transformers import AutoModelForTokenClassification
+            from transformers import AutoConfig, AutoModelForTokenClassification
 
-            self.critic = AutoModelForTokenClassification.from_pretrained(model, num_labels=1, dtype=_DTYPES[dtype])
+            # no dropout before the value head (transformers defaults it to 0.1): values must be deterministic
+            critic_config = AutoConfig.from_pretrained(model, num_labels=1)
+            critic_config.classifier_dropout = 0.0
+            self.critic = AutoModelForTokenClassification.from_pretrained(model, config=critic_config, dtype=_DTYPES[dtype])
             self.critic.config.pad_token_id = self.pad_id
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.critic_cfg.lr, betas=tuple(optim.betas))
 
@@ -102,6 +109,7 @@ class Learner:
     def warm_start(self, pairs: list[tuple[str, str]], cfg: WarmStartConfig) -> dict:
         """Supervised fine-tuning on (prompt, completion) text pairs; completions end with EOS."""
         t0 = time.time()
+        self.trained = True
         eos = self.tokenizer.eos_token_id
         encoded = [
             (self.tokenizer(p, add_special_tokens=False)["input_ids"], self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos])
@@ -128,8 +136,10 @@ class Learner:
         return {"warm_start/loss_first": losses[0], "warm_start/loss_last": losses[-1], "timing/warm_start": time.time() - t0}
 
     def make_reference(self) -> None:
-        """Freeze a copy of the current policy as the KL reference."""
+        """Freeze a copy of the current policy as the KL reference. Its identity is the base
+        model when the weights are still those of `model`, else a snapshot that checkpoints carry."""
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.ref_identity = {"source": "snapshot" if self.trained else "base", "sha256": fingerprint(self.ref.state_dict())}
 
     # ---- the RL update ----
     def update(self, batch: Batch, temperature: float = 1.0) -> UpdateStats:
@@ -140,6 +150,7 @@ class Learner:
         """
         if self.algo.kl_coef > 0 and self.ref is None:
             self.make_reference()
+        self.trained = True
         self.model.train()
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
@@ -293,3 +304,56 @@ class Learner:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         return path
+
+    # ---- checkpoints (the driver seals the directory; see rlreason.checkpoint) ----
+    def save_checkpoint(self, path: str) -> None:
+        """policy/ (HF format), learner.pt (optimizer, LR scheduler, RNG states, critic and its
+        optimizer), reference.json (the KL reference's identity) and reference/ for a snapshot reference."""
+        p = Path(path)
+        self.save(str(p / "policy"))
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": rng_state(),
+            "trained": self.trained,
+        }
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        torch.save(state, p / "learner.pt")
+        (p / "reference.json").write_text(json.dumps(self.ref_identity))
+        if self.ref is not None and self.ref_identity["source"] == "snapshot":
+            self.ref.save_pretrained(p / "reference")
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore everything save_checkpoint wrote. The optimizer's hyperparameters (lr, betas,
+        weight decay) and the LR schedule come from the current config, so a resume may change them."""
+        from transformers import AutoModelForCausalLM
+
+        p = Path(path)
+        self.model.load_state_dict(AutoModelForCausalLM.from_pretrained(p / "policy", dtype=self.dtype).state_dict())
+        state = torch.load(p / "learner.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        step = self.scheduler.last_epoch
+        self.scheduler.base_lrs = [self.optim_cfg.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=self.optim_cfg.lr, lr=self.optim_cfg.lr * self.lr_lambda(step),
+                         betas=tuple(self.optim_cfg.betas), weight_decay=self.optim_cfg.weight_decay)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self.generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        self.trained = state["trained"]
+        if (self.critic is None) != ("critic" not in state):
+            raise ValueError(f"{p}: critic.enabled differs between this run and the checkpoint")
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.ref_identity = json.loads((p / "reference.json").read_text())
+        self.ref = None
+        if self.ref_identity is not None:
+            source = p / "reference" if self.ref_identity["source"] == "snapshot" else self.model_path
+            self.ref = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype).eval().requires_grad_(False)
+            if fingerprint(self.ref.state_dict()) != self.ref_identity["sha256"]:
+                raise ValueError(f"{p}: the KL reference loaded from {source} is not the one the run used (sha256 differs)")
