@@ -110,20 +110,29 @@ def run_assert(sandbox: Sandbox, program: str, spec: dict, limits: Limits) -> Co
     nonce = secrets.token_hex(16)
     job = {"nonce": nonce, "prefix": spec.get("prefix", ""), "program": program, "test": spec["test"], "entry_point": spec["entry_point"]}
     run = sandbox.run("harness.py", {"harness.py": HARNESS_SOURCE}, stdin=json.dumps(job).encode(), limits=limits, report=True)
-    if run.status in ("error", "timeout"):
-        return _result(run.status, run.detail, run)
-    try:
-        report = json.loads(run.report)
-        verdict, detail = report["verdict"], str(report.get("detail", ""))
-        if report["nonce"] != nonce:
-            raise ValueError("wrong nonce")
-    except (ValueError, KeyError, TypeError):  # the harness was killed before it could report
-        return _result("fail", f"no verdict from the harness ({run.detail or 'no report'})", run)
-    if verdict == "error":
-        return _result("error", detail, run)
+    armed, _, verdict_json = run.report.partition(b"\n")
+    if run.status == "error" or armed != b"armed":  # nothing of the solution ran yet: infrastructure
+        why = _verdict(verdict_json, nonce)[1] or run.detail or run.stderr[-500:]
+        return _result("error", f"the test harness did not start ({run.status}): {why}", run)
+    if run.status == "timeout":
+        return _result("timeout", run.detail, run)
+    verdict, detail = _verdict(verdict_json, nonce)
     if verdict == "pass" and run.status == "pass":
         return _result("pass", "", run)
-    return _result("fail", detail or run.detail, run)
+    if verdict == "timeout":
+        return _result("timeout", detail, run)
+    return _result("fail", detail or f"no verdict from the harness ({run.detail or 'killed'})", run)
+
+
+def _verdict(report: bytes, nonce: str) -> tuple[str, str]:
+    """(verdict, detail) from the harness's report; ("", "") when missing, torn or not ours."""
+    try:
+        message = json.loads(report)
+        if message["nonce"] == nonce:
+            return str(message["verdict"]), str(message.get("detail", ""))
+    except (ValueError, KeyError, TypeError):
+        pass
+    return "", ""
 
 
 def run_stdio(sandbox: Sandbox, program: str, spec: dict, limits: Limits) -> CodeResult:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import subprocess
+import signal
 import sys
 
 MAX_REPLY = 16 << 20  # bytes of one worker reply
@@ -42,6 +42,10 @@ MAX_REPLY = 16 << 20  # bytes of one worker reply
 
 class SolutionError(Exception):
     """The solution raised, exited, or sent back something that is not plain data."""
+
+
+class SolutionTimeout(SolutionError):
+    """The solution's process hit its CPU limit."""
 
 
 def encode(value):
@@ -99,21 +103,21 @@ def worker(rfd: int, wfd: int) -> None:
         out.write(json.dumps(message).encode() + b"\n")
         out.flush()
 
-    program = json.loads(inp.readline())["program"]
+    load = json.loads(inp.readline())
     ns = {"__name__": "__solution__", "__builtins__": builtins}
     try:
-        exec(compile(program, "<solution>", "exec"), ns)
+        exec(compile(load["program"], "<solution>", "exec"), ns)
     except BaseException as e:
-        reply({"raised": describe(e)})
+        reply({"id": load["id"], "raised": describe(e)})
         return
-    reply({"ok": None})
+    reply({"id": load["id"], "ok": None})
     for line in inp:
         call = json.loads(line)
         try:
             result = ns[call["call"]](*decode(call["args"]), **decode(call["kwargs"]))
-            reply({"ok": encode(result)})
+            reply({"id": call["id"], "ok": encode(result)})
         except BaseException as e:
-            reply({"raised": describe(e)})
+            reply({"id": call["id"], "raised": describe(e)})
 
 
 # ---- harness: trusted side -------------------------------------------------
@@ -122,7 +126,9 @@ def worker(rfd: int, wfd: int) -> None:
 class Worker:
     """The solution's process, seen from the harness: load it, then call its functions."""
 
-    def __init__(self, program: str):
+    def __init__(self):
+        import subprocess  # here: the worker does not need it
+
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--worker", str(to_r), str(from_w)]
@@ -130,14 +136,13 @@ class Worker:
         os.close(to_r)
         os.close(from_w)
         self.to, self.frm = os.fdopen(to_w, "wb"), os.fdopen(from_r, "rb")
-        self._send({"program": program})
 
-    def load(self) -> None:
-        self._receive()
+    def load(self, program: str) -> None:
+        """Untrusted code runs from here on."""
+        self._receive(self._send({"program": program}))
 
     def call(self, name: str, args: tuple, kwargs: dict):
-        self._send({"call": name, "args": encode(args), "kwargs": encode(kwargs)})
-        return self._receive()
+        return self._receive(self._send({"call": name, "args": encode(args), "kwargs": encode(kwargs)}))
 
     def proxy(self, name: str):
         def candidate(*args, **kwargs):
@@ -150,21 +155,33 @@ class Worker:
         self.proc.kill()
         self.proc.wait()
 
-    def _send(self, message: dict) -> None:
+    def _exit_signal(self) -> int | None:
+        try:
+            code = self.proc.wait(timeout=1)
+        except Exception:  # still running: it closed its end of the pipe
+            return None
+        return -code if code < 0 else None
+
+    def _send(self, message: dict) -> str:
+        """Send with a fresh random id: the reply must carry it, so no reply can be written before its call."""
+        message["id"] = os.urandom(8).hex()
         try:
             self.to.write(json.dumps(message).encode() + b"\n")
             self.to.flush()
         except OSError as e:
             raise SolutionError(f"the solution's process is gone ({e})") from None
+        return message["id"]
 
-    def _receive(self):
+    def _receive(self, call_id: str):
         line = self.frm.readline(MAX_REPLY + 1)
         if not line.endswith(b"\n"):
+            if self._exit_signal() == signal.SIGXCPU:
+                raise SolutionTimeout("the solution hit its CPU time limit")
             raise SolutionError("the solution's process exited or sent a malformed reply")
         try:
             message = json.loads(line)
-            if type(message) is not dict or len(message) != 1:
-                raise ValueError("not a reply")
+            if type(message) is not dict or len(message) != 2 or message.pop("id", None) != call_id:
+                raise ValueError("not the reply to this call")
             if "raised" in message:
                 raise SolutionError(f"the solution raised {str(message['raised'])[:500]}")
             return decode(message["ok"])
@@ -184,26 +201,35 @@ def make_undumpable() -> None:
 
 
 def harness(channel: int) -> int:
+    """Writes on the channel: "armed" once set up, then {"nonce", "verdict", "detail"}.
+
+    "armed" comes before the solution's first byte runs: a channel without it is
+    the harness's own failure (an infrastructure error), never the solution's.
+    """
     job = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
 
     def report(verdict: str, detail: str = "") -> None:
         os.write(channel, json.dumps({"nonce": job["nonce"], "verdict": verdict, "detail": detail[:2000]}).encode())
 
-    try:  # nothing untrusted has run yet: a failure here is the harness's, not the solution's
+    try:
         make_undumpable()
         tests = {"__name__": "__tests__"}
         exec(compile(job["prefix"], "<prefix>", "exec"), tests)
-        worker = Worker(job["program"])
+        worker = Worker()
+        os.write(channel, b"armed\n")
     except Exception as e:
         report("error", f"harness setup failed: {describe(e)}")
         return 2
     try:
-        worker.load()
+        worker.load(job["program"])
         candidate = tests[job["entry_point"]] = worker.proxy(job["entry_point"])
         exec(compile(job["test"], "<test>", "exec"), tests)
         if callable(tests.get("check")):
             tests["check"](candidate)
+    except SolutionTimeout as e:
+        report("timeout", describe(e))
+        return 1
     except BaseException as e:
         report("fail", describe(e))
         return 1

@@ -69,10 +69,11 @@ Status = Literal["pass", "fail", "timeout", "error"]
 
 INSTALL_HINT = "apt-get install -y bubblewrap"
 SCRATCH = "/scratch"
-_UID_BASE, _UID_SPAN = 2_000_000, 1_000_000  # per-run uids, far from any real account
+UIDS = range(2_000_000, 3_000_000)  # per-run uids, far from any real account
 _READY = b"ready\n"
 
-# The trusted bootstrap: limits, then "ready" on the channel, then the script as __main__.
+# The trusted bootstrap: limits, then "ready" on the channel, then the script as __main__
+# (what runpy does, without its import cost).
 _BOOT = """\
 import os, resource, sys
 fd, keep, script = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
@@ -85,9 +86,12 @@ if keep:
 else:
     os.close(fd)
     sys.argv = [script]
-del os, resource, sys, fd, keep, name, value, hard
-import runpy
-runpy.run_path(script, run_name="__main__")
+with open(script, "rb") as f:
+    code = compile(f.read(), script, "exec")
+main = sys.modules["__main__"] = type(sys)("__main__")
+main.__file__, main.__builtins__ = script, __builtins__
+del os, resource, sys, fd, keep, script, name, value, hard, f
+exec(code, main.__dict__)
 """
 
 
@@ -243,7 +247,7 @@ class Sandbox:
                 return RunResult("error", None, "", "", b"", False, time.monotonic() - start, f"cannot start the sandbox: {e}")
             finally:
                 os.close(chan_w)  # the child holds its copy; EOF on chan_r then means every holder is gone
-            return _supervise(proc, stdin, chan_r, start, limits)
+            return _supervise(proc, stdin, chan_r, start, limits, uid if self.isolated else None)
 
     def _bwrap_argv(self, uid: int, files: list[tuple[int, str]], limits: Limits) -> list[str]:
         iso = self.isolation
@@ -276,7 +280,7 @@ class Sandbox:
         return argv
 
 
-def _supervise(proc: subprocess.Popen, stdin: bytes, chan_r: int, start: float, limits: Limits) -> RunResult:
+def _supervise(proc: subprocess.Popen, stdin: bytes, chan_r: int, start: float, limits: Limits, uid: int | None) -> RunResult:
     """Feed stdin, collect output with caps until exit or deadline, kill the group, classify."""
     deadline = start + limits.wall_s
     streams = {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno(), "channel": chan_r}
@@ -284,6 +288,8 @@ def _supervise(proc: subprocess.Popen, stdin: bytes, chan_r: int, start: float, 
     exited = why is None and _wait_exit(proc.pid, deadline)
     _killpg(proc.pid)  # always: a leftover in the group dies with the run (the leader is still unreaped)
     returncode = proc.wait()
+    if uid is not None and not exited:
+        _sweep_uid(uid)  # bwrap's pid namespace dies with it; make sure before the uid is reused
     for f in (proc.stdin, proc.stdout, proc.stderr):
         f.close()
     if returncode < 0:  # unsafe mode: killed by a signal
@@ -366,6 +372,35 @@ def _wait_exit(pid: int, deadline: float) -> bool:
         time.sleep(0.002)
 
 
+def uid_processes(uids: range | set[int]) -> list[int]:
+    """Host pids whose real, effective or saved uid is in uids."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                line = next(ln for ln in f if ln.startswith("Uid:"))
+        except (OSError, ValueError, StopIteration):  # not a pid, or gone
+            continue
+        if any(int(u) in uids for u in line.split()[1:4]):
+            pids.append(int(entry))
+    return pids
+
+
+def _sweep_uid(uid: int, wait_s: float = 5.0) -> None:
+    """SIGKILL every process of the run's private uid until none is left."""
+    give_up = time.monotonic() + wait_s
+    while pids := uid_processes({uid}):
+        if time.monotonic() > give_up:
+            log.error("sandbox: processes of uid %d survive a SIGKILL: %s", uid, pids)
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+
+
 def _killpg(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -413,7 +448,7 @@ _uids_in_use: set[int] = set()
 def _lease_uid() -> int:
     """A random uid no other run of this process holds (other processes: 1 in a million to collide)."""
     with _uid_lock:
-        while (uid := _UID_BASE + secrets.randbelow(_UID_SPAN)) in _uids_in_use:
+        while (uid := UIDS.start + secrets.randbelow(len(UIDS))) in _uids_in_use:
             pass
         _uids_in_use.add(uid)
         return uid
