@@ -10,11 +10,13 @@ import importlib
 from typing import Callable
 
 from rlreason.rewards.arithmetic import addition_reward
+from rlreason.rewards.code import code_reward
 
 RewardFn = Callable[[str, str, str], float]
 
 REWARDS: dict[str, RewardFn] = {
     "addition": addition_reward,
+    "code": code_reward,  # sandboxed unit tests; see rewards/code.py for the answer format and errors
 }
 
 
