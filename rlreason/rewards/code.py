@@ -112,7 +112,7 @@ def run_assert(sandbox: Sandbox, program: str, spec: dict, limits: Limits) -> Co
     run = sandbox.run("harness.py", {"harness.py": HARNESS_SOURCE}, stdin=json.dumps(job).encode(), limits=limits, report=True)
     armed, _, verdict_json = run.report.partition(b"\n")
     if run.status == "error" or armed != b"armed":  # nothing of the solution ran yet: infrastructure
-        why = _verdict(verdict_json, nonce)[1] or run.detail or run.stderr[-500:]
+        why = _verdict(run.report, nonce)[1] or run.detail or run.stderr[-500:]
         return _result("error", f"the test harness did not start ({run.status}): {why}", run)
     if run.status == "timeout":
         return _result("timeout", run.detail, run)
