@@ -138,7 +138,7 @@ class CheckpointConfig:
     """Full run state under run_dir/checkpoints/step_NNNNNN (see rlreason.checkpoint)."""
 
     every: int = 10  # save every K RL steps, after the warm start (step 0) and at the end; 0 = only at the end
-    keep_last: int = 2  # complete checkpoints kept; an old one goes only after a newer one is complete
+    keep_last: int = 2  # complete checkpoints kept (0 = all); an old one goes only after a newer one is complete
 
 
 @dataclass
@@ -320,7 +320,6 @@ def validate(cfg: Config) -> None:
         "algo.minibatches": cfg.algo.minibatches,
         "algo.max_sampling_rounds": cfg.algo.max_sampling_rounds,
         "optim.micro_batch_size": cfg.optim.micro_batch_size,
-        "checkpoint.keep_last": cfg.checkpoint.keep_last,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -337,8 +336,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
-    if cfg.task.train_size < 0 or cfg.checkpoint.every < 0:
-        raise ConfigError("keys 'task.train_size' and 'checkpoint.every' must be >= 0")
+    for key, value in {"task.train_size": cfg.task.train_size, "checkpoint.every": cfg.checkpoint.every, "checkpoint.keep_last": cfg.checkpoint.keep_last}.items():
+        if value < 0:
+            raise ConfigError(f"key '{key}': must be >= 0, got {value}")
     if cfg.rollout.temperature <= 0:
         raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
 

@@ -98,6 +98,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     may ask to save and return early (SIGTERM). Returns the final record: 'eval/accuracy_start',
     'eval/accuracy', 'final_model', 'step', 'stopped'."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     reward_fn = resolve_reward(cfg.reward)
     all_heldout = heldout_problems(cfg.task.digits, cfg.task.heldout_size, cfg.task.seed)
     heldout = all_heldout[: cfg.eval.size]
