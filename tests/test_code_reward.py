@@ -37,6 +37,12 @@ def reward() -> CodeReward:
     return CodeReward(limits=Limits(wall_s=5, cpu_s=3))
 
 
+@pytest.fixture(scope="module")
+def quick(reward) -> CodeReward:
+    """Short limits, for tests that time out on purpose."""
+    return CodeReward(reward.sandbox, limits=Limits(wall_s=2, cpu_s=1))
+
+
 # ---- strings -------------------------------------------------------------------------
 
 
@@ -82,10 +88,12 @@ def test_assert_style_pass_and_fail(reward):
     assert reward("prompt", "def plus(a, b):\n    return a + b\n", ADD) == 0.0  # wrong name
 
 
-def test_assert_style_timeout(reward):
-    result = reward.evaluate("import time\ndef add(a, b):\n    time.sleep(60)\n", ADD)
-    assert result.status == "timeout"
-    assert reward("p", "def add(a, b):\n    while True: pass\n", ADD) == 0.0
+def test_assert_style_timeout(quick):
+    result = quick.evaluate("import time\ndef add(a, b):\n    time.sleep(60)\n", ADD)
+    assert result.status == "timeout" and "deadline" in result.detail
+    result = quick.evaluate("def add(a, b):\n    while True: pass\n", ADD)
+    assert result.status == "timeout" and "CPU" in result.detail
+    assert quick("p", "def add(a, b):\n    while True: pass\n", ADD) == 0.0
 
 
 def test_mbpp_style_asserts_without_check(reward):
@@ -162,8 +170,8 @@ def test_stdio_runs_as_main(reward):
     assert reward("p", code, SUM) == 1.0
 
 
-def test_stdio_timeout(reward):
-    assert reward.evaluate("import time\ntime.sleep(60)\n", SUM).status == "timeout"
+def test_stdio_timeout(quick):
+    assert quick.evaluate("import time\ntime.sleep(60)\n", SUM).status == "timeout"
 
 
 def test_timeout_from_the_answer():
@@ -200,8 +208,8 @@ def test_a_broken_test_prefix_is_an_error_not_a_fail(reward):
     assert result.status == "error" and "harness setup failed" in result.detail
 
 
-def test_counts(reward):
-    counted = CodeReward(reward.sandbox, limits=Limits(wall_s=2, cpu_s=1))
+def test_counts(quick):
+    counted = CodeReward(quick.sandbox, limits=quick.limits)
     counted.evaluate(GOOD_ADD, ADD)
     counted.evaluate("def add(a, b):\n    return 0\n", ADD)
     counted.evaluate("while True: pass\n", ADD)
