@@ -127,7 +127,8 @@ print(json.dumps(facts))
     assert facts["uid"] in UIDS
     assert facts["home"] == facts["cwd"] == "/scratch"
     assert facts["env"] == ["HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "TMPDIR"]
-    assert "root" in facts["root"] and "home" not in facts["root"] and "etc" not in facts["root"]
+    python_top = Path(os.path.realpath(sys.base_prefix)).parts[1]  # "root" for pyenv, "usr" for a system Python
+    assert set(facts["root"]) <= {"bin", "dev", "lib", "lib32", "lib64", "proc", "sbin", "scratch", "tmp", "usr", python_top}
     assert not facts["usr_writable"] and not facts["net"]
     assert facts["pids"][0] == 1 and len(facts["pids"]) <= 3  # own pid namespace
     assert facts["files"] == ["main.py"]
