@@ -34,8 +34,11 @@ program cannot turn itself into an error once it runs.
 Not defended: kernel exploits (bwrap shares the host kernel; use gVisor or a
 VM for adversaries with kernel 0-days); timing side channels; CPU contention
 while a run lasts. Total memory of one run is bounded by nproc x address_space
-plus the two tmpfs (about 8.1 GiB with the defaults), not by a cgroup. Code
-inside may create nested user namespaces; inherited mounts stay locked there.
+plus the two tmpfs (about 8.1 GiB with the defaults), not by a cgroup; and
+bwrap caps the tmpfs in bytes, not in inodes: empty files cost ~1 KiB of kernel
+memory each, ~90k files per CPU-second here (~1-2 GB at worst in a 10 s run),
+freed when the run ends. Code inside may create nested user namespaces;
+inherited mounts stay locked there.
 
 Without bubblewrap, `Sandbox(unsafe=True)` runs the program directly with the
 same rlimits, bootstrap, scrubbed environment, temporary directory and
