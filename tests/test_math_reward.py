@@ -2,7 +2,9 @@
 and Ray actors, and the plumbing (combine, score_parallel, format reward, gold parse report)."""
 
 import json
+import os
 import pickle
+import signal
 import threading
 import time
 from pathlib import Path
@@ -199,13 +201,21 @@ def test_a_hanging_check_is_killed_and_the_verifier_recovers():
     assert time.monotonic() - t0 < 1.0 + SLACK_S
     assert old not in v.pids()
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(old, 0)  # killed and reaped
     assert v.verify("0.5", r"\frac{1}{2}") == ("ok", True)  # a fresh worker answers
     assert v.stats() == {"timeouts": 1, "checks": 1}
     v.close()
     assert v.pids() == []
+
+
+def test_a_worker_killed_from_outside_costs_one_check():
+    """The OOM killer's case: the check in flight scores 0 as a worker error, the next one works."""
+    v = MathVerifier(timeout_s=TIMEOUT_S, workers=1).start()
+    os.kill(v.pids()[0], signal.SIGKILL)
+    assert v.verify("1", "1") == ("crash", False)
+    assert v.verify("1", "1") == ("ok", True)
+    assert v.stats() == {"worker_errors": 1, "checks": 1}
+    v.close()
 
 
 def test_reward_scores_a_timeout_0_and_counts_it():
