@@ -100,14 +100,14 @@ def train(cfg: Config, resume: str | None = None) -> dict:
 
     model_path = resolve_model(cfg.model)
     log.info("model: %s; run dir: %s%s", model_path, run_dir, f"; resuming {ckpt}" if ckpt else "")
-    with StopFlag() as stop:
-        connect(cfg)
-        try:
+    connect(cfg)
+    try:
+        with StopFlag() as stop:  # after ray.init, which installs a SIGTERM handler of its own
             learner = RayLearner(cfg, model_path)
             engine = RayEngine(cfg, model_path)
             result = run(cfg, engine, learner, run_dir, resume=ckpt, should_stop=stop)
-        finally:
-            ray.shutdown()
+    finally:
+        ray.shutdown()
     if stop.signum is not None:
         result["signal"] = stop.signum
     return result
