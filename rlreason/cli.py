@@ -17,10 +17,11 @@ def _train(args) -> int:
         return 2
     from rlreason.cluster.job import train
     from rlreason.rewards import RewardError
+    from rlreason.rewards.sandbox import IsolationUnavailable
 
     try:
         result = train(cfg, resume=args.resume)
-    except (FileExistsError, FileNotFoundError, ConfigError) as e:
+    except (FileExistsError, FileNotFoundError, ConfigError, IsolationUnavailable) as e:
         print(f"rlreason: {e}", file=sys.stderr)
         return 2
     except (RewardError, FloatingPointError) as e:  # Ray re-raises an actor's error as a subclass of it

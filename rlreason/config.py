@@ -44,10 +44,11 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """The built-in generated reasoning task: n-digit addition with a carry scratchpad."""
+    """A built-in generated task: 'addition' (n-digit addition with a carry scratchpad, answer in
+    \\boxed{}; reward math) or 'functions' (write f(a,b) from a one-line spec; reward code)."""
 
     name: str = "addition"
-    digits: int = 3
+    digits: int = 3  # addition only
     heldout_size: int = 500
     seed: int = 1234
     train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
@@ -62,8 +63,9 @@ class WarmStartConfig:
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 30
-    # Probability that the teacher drops a carry at an inner column (its blind spot).
-    teacher_carry_drop: float = 0.6
+    # Probability of the teacher's systematic mistake (its blind spot): addition drops an inner
+    # carry, functions leaves out the constant term.
+    teacher_error: float = 0.6
 
 
 @dataclass
@@ -72,7 +74,7 @@ class RolloutConfig:
     group_size: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_tokens: int = 40
+    max_tokens: int = 48  # the longest correct addition completion is 39 tokens + EOS
     kv_cache_gib: float = 1.0
     max_model_len: int = 256
     seed: int = 0
@@ -134,6 +136,19 @@ class EvalConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """How rewards are computed: rows in parallel, failures counted instead of crashing."""
+
+    workers: int = 8  # rows scored at once (threads; math and code checks run in killable processes)
+    # A sample whose reward raises is marked, counted (reward/errors) and its group left out of the
+    # update; a step where more than this share of samples fails stops the run, naming a row.
+    max_error_frac: float = 0.25
+    # Code rewards refuse to run without a sandbox (bubblewrap); true runs them with rlimits only,
+    # with a loud warning. Only for code you trust.
+    unsafe_code: bool = False
+
+
+@dataclass
 class CheckpointConfig:
     """Full run state under run_dir/checkpoints/step_NNNNNN (see rlreason.checkpoint)."""
 
@@ -158,7 +173,8 @@ class Config:
     run_dir: str = "runs/{name}"
     seed: int = 0
     steps: int = 60
-    reward: str = "addition"  # a name in rlreason.rewards.REWARDS or 'package.module:function'
+    # a name in rlreason.rewards.REWARDS, 'package.module:function', or a weighted sum 'math + 0.1*think_format'
+    reward: str = "math"
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
@@ -167,6 +183,7 @@ class Config:
     critic: CriticConfig = field(default_factory=CriticConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -305,6 +322,7 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens"),
         (cfg.algo.tis_cap is None or cfg.algo.tis_cap > 0, "algo.tis_cap", cfg.algo.tis_cap, "a number > 0 or null"),
         (cfg.algo.tis_cap is None or cfg.algo.policy_loss != "gspo", "algo.tis_cap", cfg.algo.tis_cap, "null with gspo (token weights; GSPO's ratio is per sequence)"),
+        (cfg.task.name in ("addition", "functions"), "task.name", cfg.task.name, ["addition", "functions"]),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
     ]
@@ -320,6 +338,7 @@ def validate(cfg: Config) -> None:
         "algo.minibatches": cfg.algo.minibatches,
         "algo.max_sampling_rounds": cfg.algo.max_sampling_rounds,
         "optim.micro_batch_size": cfg.optim.micro_batch_size,
+        "scoring.workers": cfg.scoring.workers,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -19,56 +19,75 @@ import torch
 from rlreason import checkpoint
 from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penalty
 from rlreason.config import Config, dumps
-from rlreason.data.addition import PromptStream, demonstrations, heldout_problems
+from rlreason.data.stream import PromptStream, demonstrations, heldout_problems, make_task
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
-from rlreason.rewards import resolve_reward, score
+from rlreason.rewards import RewardError, prepare_rewards, resolve_reward, score_parallel
 from rlreason.types import Problem, Sample
 
 log = logging.getLogger(__name__)
 
 
-def score_groups(reward_fn, problems: list[Problem], groups: list[list[Sample]]) -> torch.Tensor:
-    """Rewards (P, G): sample j of problem i scored against problem i's answer."""
+def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[list[Sample]]):
+    """Rewards (P, G): sample j of problem i scored against problem i's answer, rows in parallel.
+    Also returns a (P, G) bool mask of the samples whose reward failed (they score 0) and the
+    failures as 'row i (prompt ...): why'."""
     pairs = [(p, s) for p, g in zip(problems, groups, strict=True) for s in g]
-    rewards = score(reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs])
-    return torch.tensor(rewards).view(len(problems), -1)
+    scores = score_parallel(
+        reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs], cfg.scoring.workers
+    )
+    failed = [f"row {i} (prompt {pairs[i][0].prompt[:80]!r}): {e}" for i, e in enumerate(scores.errors) if e is not None]
+    shape = (len(problems), -1)
+    return torch.tensor(scores.values).view(shape), torch.tensor([e is not None for e in scores.errors]).view(shape), failed
 
 
 def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: int):
     """Sample P prompts x G completions and score them (reward + overlong shaping). Groups the
-    config's group filter rejects are dropped and refilled with new prompts, for up to
-    algo.max_sampling_rounds rounds (DAPO dynamic sampling with 'mixed'). Returns
-    (problems, groups, rewards (P', G), rounds), P' <= P. If no group passes, the last round is kept
-    whole: its advantages are then zero, so the update changes nothing but its KL/entropy terms.
-    """
+    config's group filter rejects, and groups with a sample whose reward failed, are dropped and
+    refilled with new prompts, for up to algo.max_sampling_rounds rounds (DAPO dynamic sampling
+    with 'mixed'). Returns (problems, groups, rewards (P', G), info), P' <= P, info = {'rounds',
+    'reward_errors'}. If no group passes, the last round is kept whole, failed groups zeroed: their
+    advantages are then zero, so the update changes nothing but its KL/entropy terms. More than
+    scoring.max_error_frac failed samples raise RewardError naming one."""
     ro, algo, P = cfg.rollout, cfg.algo, cfg.rollout.prompts_per_step
     keep_fn = GROUP_FILTERS[algo.group_filter]
     problems: list[Problem] = []
     groups: list[list[Sample]] = []
     rewards: list[torch.Tensor] = []
+    n_scored, failures = 0, []
     for rnd in range(algo.max_sampling_rounds):
         batch_problems = stream.next_batch(P - len(problems))
         seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P  # fixed per (step, round): reproducible
         batch_groups = engine.generate([p.prompt for p in batch_problems], ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed)
         lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
-        r = score_groups(reward_fn, batch_problems, batch_groups) + overlong_penalty(lengths, ro.max_tokens, algo.overlong_buffer, algo.overlong_penalty)
-        keep = keep_fn(r)
+        r, failed, why = score_groups(cfg, reward_fn, batch_problems, batch_groups)
+        n_scored, failures = n_scored + failed.numel(), failures + why
+        if len(failures) > cfg.scoring.max_error_frac * n_scored:
+            raise RewardError(
+                f"step {step}: the reward failed on {len(failures)} of {n_scored} samples "
+                f"(more than scoring.max_error_frac={cfg.scoring.max_error_frac}); first: {failures[0]}"
+            )
+        r = r + overlong_penalty(lengths, ro.max_tokens, algo.overlong_buffer, algo.overlong_penalty)
+        keep = keep_fn(r) & ~failed.any(1)
         problems += [p for p, k in zip(batch_problems, keep) if k]
         groups += [g for g, k in zip(batch_groups, keep) if k]
         rewards.append(r[keep])
         if len(problems) == P:
             break
+    if failures:
+        log.warning("step %d: the reward failed on %d samples (their groups sit out this update); first: %s", step, len(failures), failures[0])
     if not problems:
+        r[failed.any(1)] = 0.0
         problems, groups, rewards = batch_problems, batch_groups, [r]
-    return problems, groups, torch.cat(rewards), rnd + 1
+    return problems, groups, torch.cat(rewards), {"rounds": rnd + 1, "reward_errors": len(failures)}
 
 
-def evaluate(engine, problems: list[Problem], reward_fn, max_tokens: int) -> dict:
-    """Greedy accuracy on held-out problems."""
+def evaluate(cfg: Config, engine, problems: list[Problem], reward_fn) -> dict:
+    """Greedy accuracy on held-out problems (a sample whose reward fails counts as wrong)."""
     t0 = time.time()
-    groups = engine.generate([p.prompt for p in problems], 1, 0.0, 1.0, max_tokens, 0)
-    return {"eval/accuracy": score_groups(reward_fn, problems, groups).mean().item(), "timing/eval": time.time() - t0}
+    groups = engine.generate([p.prompt for p in problems], 1, 0.0, 1.0, cfg.rollout.max_tokens, 0)
+    rewards, failed, _ = score_groups(cfg, reward_fn, problems, groups)
+    return {"eval/accuracy": rewards.mean().item(), "eval/reward_errors": int(failed.sum()), "timing/eval": time.time() - t0}
 
 
 def save_checkpoint(cfg: Config, run_dir: Path, step: int, learner, stream: PromptStream, metrics: MetricsLogger) -> Path:
@@ -99,10 +118,12 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     'eval/accuracy', 'final_model', 'step', 'stopped'."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_rewards(cfg.reward, cfg.scoring.unsafe_code)
     reward_fn = resolve_reward(cfg.reward)
-    all_heldout = heldout_problems(cfg.task.digits, cfg.task.heldout_size, cfg.task.seed)
+    task = make_task(cfg.task)
+    all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     heldout = all_heldout[: cfg.eval.size]
-    stream = PromptStream(cfg.task.digits, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
+    stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
     ro, every = cfg.rollout, cfg.checkpoint.every
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
 
@@ -112,10 +133,10 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
         start = {"step": 0}
         if cfg.warm_start.enabled:
             ws = cfg.warm_start
-            pairs = demonstrations(ws.steps * ws.batch_size, cfg.task.digits, ws.teacher_carry_drop, cfg.seed, exclude=all_heldout)
+            pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)
             start.update(learner.warm_start(pairs, ws))
             engine.load_weights(learner.weights(), version=0)
-        start.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
+        start.update(evaluate(cfg, engine, heldout, reward_fn))
         metrics.log(start)
         first_step = 1
         if every or should_stop(0):
@@ -132,7 +153,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     t_checkpoint = 0.0
     for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
-        _, groups, rewards, rounds = collect_groups(cfg, engine, stream, reward_fn, step)  # rewards (P, G)
+        _, groups, rewards, info = collect_groups(cfg, engine, stream, reward_fn, step)  # rewards (P, G)
         t_rollout = time.time()
         advantages = advantage_fn(rewards, cfg.algo.std_eps)  # (P, G)
         batch = make_batch(groups, advantages, pad_id=0)  # padding is masked out; any id works
@@ -151,7 +172,8 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             "reward/mixed_group_frac": keep_mixed(rewards).float().mean().item(),  # groups that carry signal
             "response/mean_length": n_tokens / n_samples,
             "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
-            "sampling/rounds": rounds,
+            "reward/errors": info["reward_errors"],  # samples whose reward failed (their groups sat out)
+            "sampling/rounds": info["rounds"],
             "sampling/groups": len(groups),
             "data/epoch": stream.epoch,
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
@@ -164,7 +186,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             "policy_version": step,
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
-            record.update(evaluate(engine, heldout, reward_fn, ro.max_tokens))
+            record.update(evaluate(cfg, engine, heldout, reward_fn))
         record["timing/step"] = time.time() - t0
         metrics.log(record)
 

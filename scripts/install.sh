@@ -8,6 +8,16 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TARGET=${1:-cpu}
 
+# The code reward's sandbox is bubblewrap, a system package (math rewards do not need it).
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+    echo "install: bubblewrap $(bwrap --version)"
+  else
+    echo "install: bubblewrap (bwrap) is missing; code rewards refuse to run without it: sudo apt-get install bubblewrap" >&2
+  fi
+fi
+
 if $PY scripts/check_env.py "$TARGET" >/dev/null 2>&1; then
   echo "install: everything is in place ($TARGET)"
   exit 0

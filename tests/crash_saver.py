@@ -15,7 +15,8 @@ import torch  # noqa: E402
 
 from rlreason import checkpoint  # noqa: E402
 from rlreason.config import load_config  # noqa: E402
-from rlreason.data.addition import PromptStream  # noqa: E402
+from rlreason.data.addition import AdditionTask
+from rlreason.data.stream import PromptStream  # noqa: E402
 from rlreason.learner.batch import make_batch  # noqa: E402
 from rlreason.learner.policy import Learner  # noqa: E402
 from rlreason.loop import restore_checkpoint, save_checkpoint  # noqa: E402
@@ -27,7 +28,7 @@ def main(model_dir: str, run_dir: str) -> None:
     run_dir = Path(run_dir)
     cfg = load_config(None, ["steps=100000", "checkpoint.keep_last=1", "algo.kl_coef=0.05", "task.train_size=10", f"run_dir={run_dir}"])
     learner = Learner(model_dir, cfg.algo, cfg.optim, threads=1, total_steps=cfg.steps)
-    stream = PromptStream(cfg.task.digits, cfg.seed, size=cfg.task.train_size)
+    stream = PromptStream(AdditionTask(cfg.task.digits), cfg.seed, size=cfg.task.train_size)
     ckpt = checkpoint.latest(run_dir / "checkpoints")
     step, history = restore_checkpoint(ckpt, learner, stream) if ckpt else (0, [])
     checkpoint.clean_partial(run_dir / "checkpoints")

@@ -9,7 +9,8 @@ import torch
 
 from rlreason import checkpoint
 from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig, load_config, resume_changes, to_dict
-from rlreason.data.addition import PromptStream
+from rlreason.data.addition import AdditionTask
+from rlreason.data.stream import PromptStream
 from rlreason.learner.batch import make_batch
 from rlreason.learner.policy import Learner
 from rlreason.metrics import MetricsLogger, read_metrics
@@ -89,24 +90,24 @@ def test_export_copies_policy_atomically_and_refuses_existing(tmp_path):
 
 
 def test_prompt_stream_epochs_and_resume_anywhere():
-    stream = PromptStream(3, seed=0, size=6)
+    stream = PromptStream(AdditionTask(3), seed=0, size=6)
     pool = {p.prompt for p in stream.pool}
     first = [p.prompt for p in stream.next_batch(6)]
     assert set(first) == pool and stream.state_dict() == {"epoch": 0, "position": 6}  # exactly at the boundary
     second = [p.prompt for p in stream.next_batch(6)]
     assert set(second) == pool and second != first  # a fresh permutation each epoch
     # straight vs resumed at a boundary and mid-epoch: the same prompts in the same order
-    straight = PromptStream(3, seed=0, size=6)
+    straight = PromptStream(AdditionTask(3), seed=0, size=6)
     order = [p.prompt for p in straight.next_batch(20)]
     for cut in (6, 4, 13):
-        a = PromptStream(3, seed=0, size=6)
+        a = PromptStream(AdditionTask(3), seed=0, size=6)
         head = [p.prompt for p in a.next_batch(cut)]
-        b = PromptStream(3, seed=0, size=6)
+        b = PromptStream(AdditionTask(3), seed=0, size=6)
         b.load_state_dict(json.loads(json.dumps(a.state_dict())))
         assert head + [p.prompt for p in b.next_batch(20 - cut)] == order
-    endless = PromptStream(3, seed=0)
+    endless = PromptStream(AdditionTask(3), seed=0)
     endless.next_batch(5)
-    resumed = PromptStream(3, seed=0)
+    resumed = PromptStream(AdditionTask(3), seed=0)
     resumed.load_state_dict(endless.state_dict())
     assert [p.prompt for p in resumed.next_batch(3)] == [p.prompt for p in endless.next_batch(3)]
 

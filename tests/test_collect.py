@@ -3,7 +3,8 @@
 import torch
 
 from rlreason.config import load_config
-from rlreason.data.addition import PromptStream
+from rlreason.data.addition import AdditionTask
+from rlreason.data.stream import PromptStream
 from rlreason.loop import collect_groups
 from rlreason.types import Sample
 
@@ -21,19 +22,20 @@ class FakeEngine:
         out = []
         for p in prompts:
             a, b = (int(x) for x in p[:-1].split("+"))
-            texts = [f";={a + b}", ";=0"] if a % 2 == 0 else [";=0", ";=0"]
+            texts = [f"\\boxed{{{a + b}}}", "\\boxed{0}"] if a % 2 == 0 else ["\\boxed{0}", "\\boxed{0}"]
             out.append([Sample([1], [2] * (i + 3), t, [0.0] * (i + 3), "stop", 0) for i, t in enumerate(texts[:n])])
         return out
 
 
 def reward(prompt, completion, answer):
-    return float(completion.endswith("=" + answer))
+    return float(completion.endswith("{" + answer + "}"))
 
 
 def test_dynamic_sampling_refills_with_new_prompts_until_full():
     cfg = load_config(None, ["rollout.prompts_per_step=4", "rollout.group_size=2", "algo.group_filter=mixed", "algo.max_sampling_rounds=10"])
-    stream, engine = PromptStream(3, seed=0), FakeEngine()
-    problems, groups, rewards, rounds = collect_groups(cfg, engine, stream, reward, step=1)
+    stream, engine = PromptStream(AdditionTask(3), seed=0), FakeEngine()
+    problems, _, rewards, info = collect_groups(cfg, engine, stream, reward, step=1)
+    rounds = info["rounds"]
     assert len(problems) == 4 and rewards.shape == (4, 2)
     assert all(p.meta["a"] % 2 == 0 for p in problems)  # only mixed groups kept
     assert torch.equal(rewards, torch.tensor([[1.0, 0.0]] * 4))
@@ -45,8 +47,8 @@ def test_dynamic_sampling_refills_with_new_prompts_until_full():
 def test_no_filter_is_one_round_and_overlong_shaping_applies():
     cfg = load_config(None, ["rollout.prompts_per_step=3", "rollout.group_size=2", "rollout.max_tokens=5", "algo.overlong_buffer=2"])
     engine = FakeEngine()
-    problems, groups, rewards, rounds = collect_groups(cfg, engine, PromptStream(3, seed=0), reward, step=2)
-    assert rounds == 1 and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3
+    problems, _, rewards, info = collect_groups(cfg, engine, PromptStream(AdditionTask(3), seed=0), reward, step=2)
+    assert info == {"rounds": 1, "reward_errors": 0} and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3
     # lengths 3 and 4 with L_max 5, buffer 2: penalties 0 and (3 - 4)/2 = -0.5
     base = torch.tensor([[float(p.meta["a"] % 2 == 0), 0.0] for p in problems])
     assert torch.equal(rewards, base + torch.tensor([[0.0, -0.5]] * 3))
@@ -57,7 +59,31 @@ def test_when_no_group_passes_the_last_round_is_kept_whole():
 
     class AllWrong(FakeEngine):
         def generate(self, prompts, n, *args, **kw):
-            return [[Sample([1], [2], ";=0", [0.0], "stop", 0)] * n for _ in prompts]
+            return [[Sample([1], [2], "\\boxed{0}", [0.0], "stop", 0)] * n for _ in prompts]
 
-    problems, groups, rewards, rounds = collect_groups(cfg, AllWrong(), PromptStream(3, seed=0), reward, step=1)
-    assert rounds == 2 and len(problems) == 2 and torch.equal(rewards, torch.zeros(2, 2))
+    problems, _, rewards, info = collect_groups(cfg, AllWrong(), PromptStream(AdditionTask(3), seed=0), reward, step=1)
+    assert info["rounds"] == 2 and len(problems) == 2 and torch.equal(rewards, torch.zeros(2, 2))
+
+
+def test_a_failing_reward_drops_its_group_and_is_counted():
+    """A reward that raises on one sample: that group sits out (refilled), the failure is counted;
+    failing on more than scoring.max_error_frac of the samples stops the run, naming a row."""
+    import pytest
+
+    from rlreason.rewards import RewardError
+
+    def flaky(prompt, completion, answer):
+        if prompt.startswith("1"):
+            raise KeyError("no tests for this row")
+        return reward(prompt, completion, answer)
+
+    cfg = load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=2", "algo.max_sampling_rounds=4", "scoring.max_error_frac=0.5"])
+    stream = PromptStream(AdditionTask(3), seed=0)
+    problems, _, rewards, info = collect_groups(cfg, FakeEngine(), stream, flaky, step=1)
+    assert len(problems) == 8 and not any(p.prompt.startswith("1") for p in problems)
+    assert info["reward_errors"] > 0 and info["reward_errors"] % 2 == 0  # both samples of each such group
+    assert rewards.shape == (8, 2)
+
+    strict = load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=2", "scoring.max_error_frac=0.0"])
+    with pytest.raises(RewardError, match=r"failed on \d+ of 16 samples.*row \d+ \(prompt '1.*no tests for this row"):
+        collect_groups(strict, FakeEngine(), PromptStream(AdditionTask(3), seed=0), flaky, step=1)

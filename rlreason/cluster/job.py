@@ -92,6 +92,10 @@ def train(cfg: Config, resume: str | None = None) -> dict:
     else:
         prepare_run_dir(cfg, fresh_ok=resume == "auto")
 
+    from rlreason.rewards import prepare_rewards
+
+    prepare_rewards(cfg.reward, cfg.scoring.unsafe_code)  # e.g. no sandbox for a code reward: refuse before any work
+
     import ray
 
     from rlreason.cluster.ray_workers import RayEngine, RayLearner, connect

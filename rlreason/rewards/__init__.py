@@ -35,8 +35,40 @@ class RewardError(RuntimeError):
     """A reward function raised or returned something that is not a number."""
 
 
-def resolve_reward(name: str) -> RewardFn:
-    """A REWARDS name or 'package.module:function'."""
+def resolve_reward(spec: str) -> RewardFn:
+    """A REWARDS name, 'package.module:function', or a weighted sum of those:
+    'math + 0.1*think_format' (a term without a weight has weight 1)."""
+    terms = [t.strip() for t in spec.split("+")]
+    if len(terms) == 1 and "*" not in spec:
+        return _resolve_one(spec.strip())
+    parts = []
+    for term in terms:
+        weight, star, name = term.partition("*")
+        if not star:
+            weight, name = "1", term
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ValueError(f"key 'reward': term {term!r} of {spec!r} is not 'weight*name'") from None
+        parts.append((_resolve_one(name.strip()), w))
+    return combine(parts)
+
+
+def reward_names(spec: str) -> list[str]:
+    """The reward names a spec uses: 'math + 0.1*think_format' -> ['math', 'think_format']."""
+    return [t.split("*")[-1].strip() for t in spec.split("+")]
+
+
+def prepare_rewards(spec: str, unsafe_code: bool = False) -> None:
+    """Start-up checks before any work: a code reward probes its sandbox and refuses to run
+    without isolation unless unsafe_code (then it warns loudly)."""
+    if "code" in reward_names(spec):
+        from rlreason.rewards import code
+
+        code.configure(unsafe=unsafe_code)
+
+
+def _resolve_one(name: str) -> RewardFn:
     if name in REWARDS:
         return REWARDS[name]
     if ":" not in name:

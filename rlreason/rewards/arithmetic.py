@@ -1,14 +1,14 @@
-"""Exact-answer reward for the built-in addition task."""
+"""Exact-answer reward for the built-in addition task (a fast alternative to the math reward)."""
 
 from __future__ import annotations
 
 import re
 
-_FINAL = re.compile(r";=(\d+)\s*$")
+_FINAL = re.compile(r"\\boxed\{(\d+)\}\s*$")
 
 
 def addition_reward(prompt: str, completion: str, answer: str) -> float:
-    """1.0 when the completion ends in `;=N` with N equal to the gold answer, else 0.0.
+    """1.0 when the completion ends in `\\boxed{N}` with N equal to the gold answer, else 0.0.
 
     Only the final answer is checked: the scratchpad is the model's own business.
     """
