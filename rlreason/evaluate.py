@@ -1,0 +1,351 @@
+"""Evaluation on held-out sets: pass@k, maj@k and best-of-N, overall, per subject and per level.
+
+Metrics of one problem with n samples, c of them correct (reward >= 1: the built-in verifiers
+return exactly 0 or 1), averaged over problems:
+
+    pass@k     the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models
+               Trained on Code", eq. 1): 1 - C(n-c, k) / C(n, k), the chance that at least one
+               of k samples drawn without replacement from the n is correct. pass@1 = c / n.
+    maj@k      self-consistency (Wang et al. 2022): a majority vote over the answers of the
+               first k samples; 1 if the winning answer is correct. Answers are read with the
+               data set's extractor (the last \\boxed{} after any </think>) and compared as
+               strings after math_reward's `normalize` (so 1/2 and \\frac{1}{2} agree, 0.5 does
+               not). Samples without an answer do not vote; ties go to the answer seen first;
+               no answer at all scores 0. Not defined for code (no answer to vote on).
+    best_of_k  the first k samples ranked by a scorer, the top one judged (ties: the first).
+               Scorer 'verifier' is the data set's own reward (an oracle: best_of_k is then
+               the empirical chance that one of the k is correct); 'rm:PATH' is an HF
+               sequence-classification reward model scoring prompt + completion.
+
+`run_eval` samples with vLLM in this process (no Ray), scores every sample, and writes
+eval.json (metrics, settings, timing), samples.jsonl (every completion with its extracted
+answer, reward and scorer score) and problems.jsonl (per-problem counts and metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: pure functions
+# ---------------------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k), computed as the
+    product 1 - prod_{i=n-c+1}^{n} (1 - k/i) (no big binomials; Chen et al. 2021, Fig. 3)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def majority(answers: list[str | None]) -> int | None:
+    """Index of the first sample that holds the most common answer (None answers do not vote;
+    ties go to the answer seen first); None when no sample has an answer."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(i for i, a in enumerate(answers) if a is not None and counts[a] == best)
+
+
+def maj_at_k(answers: list[str | None], correct: list[bool], k: int) -> float:
+    """1.0 when the majority answer of the first k samples is correct, else 0.0."""
+    i = majority(answers[:k])
+    return float(i is not None and correct[i])
+
+
+def best_of_n(scores: list[float], correct: list[bool], n: int) -> float:
+    """1.0 when the highest-scored of the first n samples (the first on ties) is correct."""
+    first = scores[:n]
+    i = max(range(len(first)), key=lambda j: (first[j], -j))
+    return float(correct[i])
+
+
+def problem_metrics(correct: list[bool], answers: list[str | None] | None, scores: list[float] | None, ks: list[int]) -> dict[str, float]:
+    """Every metric of one problem's samples (in sample order)."""
+    n, c = len(correct), sum(correct)
+    out = {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
+    if answers is not None:
+        out |= {f"maj@{k}": maj_at_k(answers, correct, k) for k in ks}
+    if scores is not None:
+        out |= {f"best_of_{k}": best_of_n(scores, correct, k) for k in ks if k > 1}
+    return out
+
+
+def aggregate(rows: list[dict], keys: tuple[str, ...] = ("subject", "level")) -> dict:
+    """Mean of each metric over problems: {'overall': {...}, 'by_subject': {s: {...}}, ...}.
+    rows: {'metrics': {name: value}, 'subject': ..., 'level': ...}; a key missing from every row
+    gets no breakdown."""
+
+    def mean(group: list[dict]) -> dict:
+        names = list(group[0]["metrics"]) if group else []
+        return {"n_problems": len(group)} | {m: sum(r["metrics"][m] for r in group) / len(group) for m in names}
+
+    out = {"overall": mean(rows)}
+    for key in keys:
+        values = {r[key] for r in rows if r.get(key) is not None}
+        if values:
+            out[f"by_{key}"] = {v: mean([r for r in rows if r.get(key) == v]) for v in sorted(values, key=_natural)}
+    return out
+
+
+def _natural(v: str):
+    return (0, int(v), "") if str(v).isdigit() else (1, 0, str(v))
+
+
+def vote_answer(completion: str, extractor: str) -> str | None:
+    """The answer a sample votes for: the extractor's last candidate after any </think>, normalised."""
+    from rlreason.rewards.math_reward import EXTRACTORS, final_section, normalize
+
+    found = EXTRACTORS[extractor](final_section(completion))
+    return normalize(found[-1]) if found else None
+
+
+def format_table(metrics: dict) -> str:
+    """The console table: one row for all problems, then one per subject and per level."""
+    cols = ["n_problems"] + [m for m in metrics["overall"] if m != "n_problems"]
+    rows = [("overall", metrics["overall"])]
+    for key in (k for k in metrics if k.startswith("by_")):
+        rows += [(f"{key[3:]}={v}", m) for v, m in metrics[key].items()]
+    width = max(len(r[0]) for r in rows)
+    lines = [" ".join([f"{'':<{width}}"] + [f"{c if c != 'n_problems' else 'n':>10}" for c in cols])]
+    for name, m in rows:
+        cells = [f"{m[c]:>10d}" if c == "n_problems" else f"{m[c]:>10.4f}" for c in cols]
+        lines.append(" ".join([f"{name:<{width}}"] + cells))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model resolution and scorers
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_eval_model(model: str, max_model_len: int) -> str:
+    """What vLLM should load for MODEL:
+    'tiny'               the locally built tiny model (positions >= max_model_len; same weights)
+    a checkpoint         runs/NAME/checkpoints/step_N -> its policy/ (must be complete)
+    a run directory      its final/ when the run finished, else its newest complete checkpoint's policy/
+    an HF model dir      as is
+    anything else        an HF hub id, as is."""
+    from rlreason import checkpoint
+
+    if model == "tiny":
+        from rlreason.config import ModelConfig, TinyModelConfig
+        from rlreason.data.tiny_model import ensure_tiny_model
+
+        # Rotary positions have no weights: a longer context gives the very same model.
+        return str(ensure_tiny_model(ModelConfig(tiny=TinyModelConfig(max_position_embeddings=max(256, max_model_len)))))
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model
+    if (path / "config.json").is_file():
+        return str(path)
+    if checkpoint._STEP_DIR.match(path.name):
+        if not checkpoint.is_complete(path):
+            raise FileNotFoundError(f"{model}: not a complete checkpoint (no valid {checkpoint.MARKER} marker)")
+        return str(path / "policy")
+    if (path / "final" / "config.json").is_file():
+        return str(path / "final")
+    ckpt = checkpoint.latest(path / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{model}: neither an HF model directory, a checkpoint, nor a run directory with final/ or a complete checkpoint")
+    return str(ckpt / "policy")
+
+
+def model_max_len(model_path: str) -> int | None:
+    """The model's context length from its config, when readable."""
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    except Exception:  # noqa: BLE001  a hub id without network: let vLLM decide
+        return None
+
+
+class RewardModelScorer:
+    """Scores prompt + completion with an HF AutoModelForSequenceClassification (one logit)."""
+
+    def __init__(self, path: str, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+        self.max_len = getattr(self.model.config, "max_position_embeddings", 2048)
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
+        out = []
+        texts = [p + c for p, c in zip(prompts, completions, strict=True)]
+        self.tokenizer.padding_side = "right"
+        with self.torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True, max_length=self.max_len, add_special_tokens=False)
+                logits = self.model(**enc).logits  # (B, num_labels)
+                out += logits[:, 0].float().tolist()
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The eval run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalSettings:
+    model: str  # 'tiny', an HF directory or hub id, a run directory or a checkpoint
+    dataset: str = "math500"  # a built-in name, a hub id or a local file
+    split: str | None = None
+    fields: dict = field(default_factory=dict)  # spec overrides: question=..., answer=..., ...
+    answer_extract: str | None = None
+    reward: str | None = None  # default: the data set's
+    template: str | None = None  # default: the data set's
+    hub: bool = False  # read a built-in from the hub even when the local file is there
+    n: int = 4
+    ks: list[int] = field(default_factory=lambda: [1])
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_tokens: int = 256
+    max_model_len: int = 2048
+    limit: int | None = None
+    scorer: str = "verifier"  # 'verifier' | 'rm:PATH' | 'none'
+    seed: int = 0
+    dtype: str = "float32"
+    kv_cache_gib: float = 1.0
+    threads: int = 0
+    unsafe_code: bool = False
+    out: str | None = None
+
+
+def run_eval(s: EvalSettings) -> dict:
+    """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content."""
+    from transformers import AutoTokenizer
+
+    from rlreason.data.datasets import get_spec, load_problems, spec_dict
+    from rlreason.data.templates import render
+    from rlreason.rewards import prepare_rewards, resolve_reward, score_parallel
+
+    t_start = time.time()
+    ks = sorted(set(s.ks) | {1})
+    if max(ks) > s.n:
+        raise ValueError(f"--k {max(ks)} needs --n >= {max(ks)} samples per problem")
+    spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
+    prepare_rewards(spec.reward, unsafe_code=s.unsafe_code)
+    reward_fn = resolve_reward(spec.reward)
+
+    model_path = resolve_eval_model(s.model, s.max_model_len)
+    max_len = s.max_model_len
+    if (limit := model_max_len(model_path)) is not None and limit < max_len:
+        log.info("model %s holds %d positions: max_model_len %d -> %d", model_path, limit, max_len, limit)
+        max_len = limit
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    problems = load_problems(spec)
+    prompts = [render(spec.template, p.prompt, spec.instruction, tokenizer) for p in problems]
+    budget = max_len - s.max_tokens
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompts]
+    keep = [i for i, n_tok in enumerate(lengths) if n_tok <= budget]
+    dropped = len(problems) - len(keep)
+    if dropped:
+        log.warning("%d of %d prompts are longer than max_model_len - max_tokens = %d tokens: left out", dropped, len(problems), budget)
+    keep = keep[: s.limit] if s.limit is not None else keep
+    problems, prompts = [problems[i] for i in keep], [prompts[i] for i in keep]
+    if not problems:
+        raise ValueError(f"no problem of {spec.label} fits in max_model_len - max_tokens = {budget} tokens")
+    t_loaded = time.time()
+
+    from rlreason.rollout.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
+    t_engine = time.time()
+    groups = engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
+    t_generated = time.time()
+    del engine
+
+    flat = [(i, j, smp) for i, g in enumerate(groups) for j, smp in enumerate(g)]
+    scores = score_parallel(reward_fn, [prompts[i] for i, _, _ in flat], [smp.text for _, _, smp in flat], [problems[i].answer for i, _, _ in flat], max_workers=4)
+    rewards = {(i, j): (v, e) for (i, j, _), v, e in zip(flat, scores.values, scores.errors)}
+    t_scored = time.time()
+
+    scorer_scores: dict[tuple[int, int], float] | None = None
+    if s.scorer == "verifier":
+        scorer_scores = {key: v for key, (v, _) in rewards.items()}
+    elif s.scorer.startswith("rm:"):
+        rm = RewardModelScorer(s.scorer[3:])
+        values = rm([prompts[i] for i, _, _ in flat], [smp.text for _, _, smp in flat])
+        scorer_scores = {(i, j): v for (i, j, _), v in zip(flat, values)}
+    elif s.scorer != "none":
+        raise ValueError(f"--scorer {s.scorer!r}: use 'verifier', 'rm:PATH' or 'none'")
+    t_ranked = time.time()
+
+    vote = bool(spec.extractor)
+    sample_rows, problem_rows = [], []
+    for i, (problem, group) in enumerate(zip(problems, groups)):
+        correct = [rewards[(i, j)][0] >= 1.0 for j in range(len(group))]
+        answers = [vote_answer(smp.text, spec.extractor) for smp in group] if vote else None
+        scored = [scorer_scores[(i, j)] for j in range(len(group))] if scorer_scores is not None else None
+        metrics = problem_metrics(correct, answers, scored, ks)
+        meta = problem.meta
+        problem_rows.append({
+            "id": meta["id"], "row": meta["row"], "subject": meta.get("subject"), "level": meta.get("level"),
+            "n": len(group), "correct": sum(correct), "gold": problem.answer if spec.tests is None else None,
+            "majority": answers[majority(answers)] if vote and majority(answers) is not None else None,
+            "metrics": metrics,
+        })
+        for j, smp in enumerate(group):
+            value, error = rewards[(i, j)]
+            sample_rows.append({
+                "id": meta["id"], "sample": j, "prompt": prompts[i] if j == 0 else None, "completion": smp.text,
+                "answer": answers[j] if vote else None, "gold": problem.answer if spec.tests is None else None,
+                "reward": value, "correct": correct[j], "reward_error": error,
+                "score": scored[j] if scored is not None else None,
+                "finish_reason": smp.finish_reason, "tokens": len(smp.completion_ids),
+            })
+    metrics = aggregate(problem_rows)
+    n_tokens = sum(r["tokens"] for r in sample_rows)
+    t_end = time.time()
+
+    out = Path(s.out) if s.out else Path("runs") / f"eval-{spec.label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": s.model, "model_path": model_path, "dataset": spec_dict(spec), "settings": asdict(s) | {"ks": ks, "max_model_len": max_len},
+        "n_problems": len(problems), "n_samples": len(sample_rows), "prompts_left_out_too_long": dropped,
+        "reward_errors": scores.n_errors, "metrics": metrics,
+        "timing": {
+            "load_s": t_loaded - t_start, "engine_start_s": t_engine - t_loaded, "generate_s": t_generated - t_engine,
+            "score_s": t_scored - t_generated, "rank_s": t_ranked - t_scored, "total_s": t_end - t_start,
+            "completion_tokens": n_tokens, "tokens_per_s": n_tokens / max(t_generated - t_engine, 1e-9),
+        },
+        "files": {"samples": "samples.jsonl", "problems": "problems.jsonl"},
+        "host": {"cpus": os.cpu_count()},
+    }
+    _write_jsonl(out / "samples.jsonl", sample_rows)
+    _write_jsonl(out / "problems.jsonl", problem_rows)
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report["out"] = str(out)
+    return report
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, default=str) + "\n")
+

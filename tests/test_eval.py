@@ -1,0 +1,191 @@
+"""Evaluation: hand-computed pass@k, maj@k, best-of-N and aggregation; model resolution;
+and (slow) `rlreason eval` through the command line on the tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+from math import comb
+from pathlib import Path
+
+import pytest
+
+from rlreason.evaluate import (
+    aggregate,
+    best_of_n,
+    format_table,
+    maj_at_k,
+    majority,
+    pass_at_k,
+    problem_metrics,
+    resolve_eval_model,
+    vote_answer,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pass_at_k_hand_computed():
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)  # 1 - C(3,2)/C(5,2) = 1 - 3/10
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)  # c/n
+    assert pass_at_k(10, 3, 4) == pytest.approx(5 / 6)  # 1 - C(7,4)/C(10,4) = 1 - 35/210
+    assert pass_at_k(5, 0, 3) == 0.0
+    assert pass_at_k(5, 3, 3) == 1.0  # n - c < k: every draw of 3 holds a correct one
+    assert pass_at_k(4, 4, 4) == 1.0
+    assert pass_at_k(200, 13, 10) == pytest.approx(1 - comb(187, 10) / comb(200, 10))
+    for bad in ((5, 6, 1), (5, 2, 0), (5, 2, 6)):
+        with pytest.raises(ValueError):
+            pass_at_k(*bad)
+
+
+def test_maj_at_k_hand_computed():
+    answers = ["1", "2", "2", None, "1"]
+    correct = [True, False, False, False, True]
+    assert maj_at_k(answers, correct, 1) == 1.0  # '1'
+    assert maj_at_k(answers, correct, 3) == 0.0  # '2' twice beats '1' once
+    assert maj_at_k(answers, correct, 4) == 0.0  # None does not vote
+    assert maj_at_k(answers, correct, 5) == 1.0  # 2-2 tie: '1' was seen first
+    assert majority(answers) == 0 and majority(answers[1:]) == 0  # index of the first sample holding the winner
+    assert maj_at_k([None, None], [False, False], 2) == 0.0
+    assert maj_at_k(["3", "4"], [False, True], 2) == 0.0  # tie: first seen
+    assert maj_at_k([None, "4", "4"], [False, True, True], 3) == 1.0
+
+
+def test_vote_answer_normalises_and_reads_after_think():
+    assert vote_answer(r"<think>\boxed{9}</think> so \boxed{1/2}.", "last_boxed") == r"\frac{1}{2}"
+    assert vote_answer(r"\boxed{\dfrac{1}{2}}", "last_boxed") == r"\frac{1}{2}"
+    assert vote_answer("x\n#### 1,234", "gsm8k") == "1234"
+    assert vote_answer("no answer", "last_boxed") is None
+
+
+def test_best_of_n_and_problem_metrics():
+    scores, correct = [0.1, 0.9, 0.9, 0.2], [True, False, True, True]
+    assert best_of_n(scores, correct, 1) == 1.0
+    assert best_of_n(scores, correct, 4) == 0.0  # 0.9 tie: the first (wrong) one
+    assert best_of_n([0, 0, 1, 0], [False, False, True, False], 4) == 1.0
+    m = problem_metrics([False, True, False, False], ["5", "7", "5", None], [0.0, 1.0, 0.0, 0.0], [1, 2, 4])
+    assert m == {
+        "pass@1": pytest.approx(0.25), "pass@2": pytest.approx(0.5), "pass@4": 1.0,  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+        "maj@1": 0.0, "maj@2": 0.0, "maj@4": 0.0,  # '5' wins
+        "best_of_2": 1.0, "best_of_4": 1.0,
+    }
+    assert set(problem_metrics([True], None, None, [1])) == {"pass@1"}  # code: no vote, no scorer
+
+
+def test_aggregate_per_subject_and_level():
+    rows = [
+        {"subject": "Algebra", "level": "1", "metrics": {"pass@1": 1.0}},
+        {"subject": "Algebra", "level": "2", "metrics": {"pass@1": 0.5}},
+        {"subject": "Geometry", "level": "10", "metrics": {"pass@1": 0.0}},
+    ]
+    agg = aggregate(rows)
+    assert agg["overall"] == {"n_problems": 3, "pass@1": pytest.approx(0.5)}
+    assert agg["by_subject"] == {"Algebra": {"n_problems": 2, "pass@1": 0.75}, "Geometry": {"n_problems": 1, "pass@1": 0.0}}
+    assert list(agg["by_level"]) == ["1", "2", "10"]  # numeric order
+    assert "by_subject" not in aggregate([{"metrics": {"pass@1": 1.0}}])
+    table = format_table(agg)
+    assert "subject=Geometry" in table and "level=10" in table and "0.5000" in table
+
+
+def test_resolve_eval_model(tmp_path, tiny_model_dir):
+    import shutil
+
+    from rlreason import checkpoint
+
+    hf_dir, _ = tiny_model_dir
+    assert resolve_eval_model(str(hf_dir), 256) == str(hf_dir)
+    assert resolve_eval_model("Qwen/Qwen2.5-Math-1.5B", 256) == "Qwen/Qwen2.5-Math-1.5B"  # a hub id, as is
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    for step in (1, 2):
+        tmp = checkpoint.begin(root, step)
+        shutil.copytree(hf_dir, tmp / "policy")
+        checkpoint.commit(tmp, step, keep_last=0)
+    (root / "step_000003").mkdir()  # incomplete: ignored
+    assert resolve_eval_model(str(run), 256) == str(root / "step_000002" / "policy")
+    assert resolve_eval_model(str(root / "step_000001"), 256) == str(root / "step_000001" / "policy")
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        resolve_eval_model(str(root / "step_000003"), 256)
+    shutil.copytree(hf_dir, run / "final")
+    assert resolve_eval_model(str(run), 256) == str(run / "final")  # a finished run: its final model
+    with pytest.raises(FileNotFoundError, match="neither"):
+        resolve_eval_model(str(tmp_path), 256)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: `rlreason eval` on the tiny model through the command line (vLLM on CPU)
+# ---------------------------------------------------------------------------------------------
+
+
+def _eval_cli(args: list[str], out: Path, cache_home: Path | None = None, timeout: int = 600) -> dict:
+    cmd = [sys.executable, "-m", "rlreason.cli", "eval", *args, "--out", str(out)]
+    env = dict(os.environ)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wrote" in proc.stdout and "overall" in proc.stdout, proc.stdout
+    report = json.loads((out / "eval.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    problems = [json.loads(line) for line in (out / "problems.jsonl").read_text().splitlines()]
+    assert len(samples) == report["n_samples"] == report["n_problems"] * report["settings"]["n"]
+    assert len(problems) == report["n_problems"]
+    # every number can be audited: the per-problem counts follow from the per-sample rewards
+    for p in problems:
+        mine = [s for s in samples if s["id"] == p["id"]]
+        assert p["correct"] == sum(s["correct"] for s in mine) == sum(s["reward"] >= 1 for s in mine)
+    overall = report["metrics"]["overall"]
+    assert overall["pass@1"] == pytest.approx(sum(p["correct"] for p in problems) / len(samples))
+    return report, samples, problems, proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_eval_math500_slice_tiny(tmp_path):
+    report, samples, problems, stdout = _eval_cli(
+        ["tiny", "--dataset", "math500", "--limit", "8", "--n", "2", "--max-tokens", "48", "--temperature", "1.0"], tmp_path / "m"
+    )
+    m = report["metrics"]
+    assert set(m) == {"overall", "by_subject", "by_level"}
+    assert set(m["overall"]) == {"n_problems", "pass@1", "pass@2", "maj@1", "maj@2", "best_of_2"}
+    assert sum(v["n_problems"] for v in m["by_level"].values()) == 8 == sum(v["n_problems"] for v in m["by_subject"].values())
+    assert report["dataset"]["resolved_source"].endswith("math500.jsonl") and report["dataset"]["template"] == "chat"
+    assert samples[0]["prompt"].startswith("<|im_start|>user\nConvert the point") and samples[0]["gold"] == r"\left( 3, \frac{\pi}{2} \right)"
+    assert all(s["finish_reason"] in ("stop", "length") and s["tokens"] <= 48 for s in samples)
+    assert "level=2" in stdout and "subject=Precalculus" in stdout
+    assert m["overall"]["pass@1"] <= 0.25  # a random tiny model: near zero, honestly
+
+
+@pytest.mark.slow
+def test_cli_eval_gsm8k_slice_with_a_reward_model_scorer(tmp_path, tiny_model_dir):
+    """GSM8K with the r1_zero template, best-of-N picked by a (random, tiny) HF reward model."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    hf_dir, _ = tiny_model_dir
+    config = AutoConfig.from_pretrained(hf_dir, num_labels=1)
+    rm = AutoModelForSequenceClassification.from_config(config)
+    rm.save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(hf_dir).save_pretrained(tmp_path / "rm")
+    report, samples, problems, _ = _eval_cli(
+        [str(hf_dir), "--dataset", "gsm8k", "--limit", "4", "--n", "3", "--k", "1", "3", "--max-tokens", "32",
+         "--template", "r1_zero", "--max-model-len", "256", "--scorer", f"rm:{tmp_path / 'rm'}"], tmp_path / "g"
+    )
+    assert report["settings"]["max_model_len"] == 256 and report["dataset"]["answer_extract"] == "gsm8k"
+    assert set(report["metrics"]) == {"overall"}  # GSM8K has no subject or level
+    assert set(report["metrics"]["overall"]) == {"n_problems", "pass@1", "pass@3", "maj@1", "maj@3", "best_of_3"}
+    assert report["n_problems"] == 4 and report["prompts_left_out_too_long"] > 0  # long questions do not fit 256 - 32
+    assert all(isinstance(s["score"], float) for s in samples)
+    for p in problems:  # best_of_3 judged the sample the reward model ranked first
+        mine = [s for s in samples if s["id"] == p["id"]]
+        top = max(range(3), key=lambda j: (mine[j]["score"], -j))
+        assert p["metrics"]["best_of_3"] == float(mine[top]["correct"])
+    assert samples[0]["prompt"].endswith("\nAssistant: <think>")
+
+
+@pytest.mark.slow
+def test_cli_eval_humaneval_slice_tiny(tmp_path):
+    report, samples, problems, _ = _eval_cli(
+        ["tiny", "--dataset", "humaneval", "--limit", "3", "--n", "2", "--max-tokens", "32"], tmp_path / "h"
+    )
+    assert report["dataset"]["reward"] == "code" and report["reward_errors"] == 0
+    assert set(report["metrics"]["overall"]) == {"n_problems", "pass@1", "pass@2", "best_of_2"}  # no vote for code
+    assert [p["id"] for p in problems] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    assert samples[0]["prompt"].startswith("from typing import List") and samples[0]["answer"] is None
+    assert report["metrics"]["overall"]["pass@1"] == 0.0  # random characters do not pass unit tests
