@@ -32,3 +32,15 @@ def test_resolve_model_passes_hub_ids_and_paths_through(tmp_path):
 
     assert resolve_model(ModelConfig(path="Qwen/Qwen2.5-0.5B-Instruct")) == "Qwen/Qwen2.5-0.5B-Instruct"
     assert resolve_model(ModelConfig(path=str(tmp_path))) == str(tmp_path)
+
+
+def test_whitespace_survives_the_qwen2_tokenizer(tiny_model_dir):
+    """transformers loads a qwen2 model's tokenizer as Qwen2Tokenizer (byte-level): spaces,
+    newlines and tabs must round-trip one token per character, or code completions lose them."""
+    from transformers import AutoTokenizer
+
+    path, _ = tiny_model_dir
+    tok = AutoTokenizer.from_pretrained(path)
+    for text in ["def f(a,b):\n return 3*a-2*b+7", "a\tb  c\r\n", "347+586>7+6+0=13;\\boxed{933}"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) == len(text) and tok.decode(ids) == text

@@ -24,20 +24,32 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 VOCAB_CHARS = string.printable  # digits, letters, punctuation, whitespace: 100 characters
-FORMAT_VERSION = 1  # bump when the files written here change shape
+FORMAT_VERSION = 2  # bump when the files written here change shape (2: byte-level whitespace)
+
+
+def byte_level(ch: str) -> str:
+    """GPT-2 / Qwen2 byte-level spelling of an ASCII character: printable ones stand for
+    themselves, the others (space, newline, tab ...) are shifted to 256 + n (' ' -> 'Ġ')."""
+    b = ord(ch)
+    printable = 33 <= b <= 126
+    return ch if printable else chr(256 + sum(1 for x in range(b) if not 33 <= x <= 126))
 
 
 def build_tokenizer():
-    """A character-level PreTrainedTokenizerFast: one token per character, EOS = <|im_end|>."""
-    from tokenizers import Tokenizer, decoders, models
+    """A character-level byte-level BPE (no merges): one token per character, EOS = <|im_end|>.
+
+    The vocabulary is spelled byte-level, as Qwen2's is: transformers loads any tokenizer of
+    a qwen2 model as Qwen2Tokenizer, whose byte-level pre-tokenizer turns ' ' into 'Ġ', so
+    a vocabulary with a literal ' ' would silently drop every space and newline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in VOCAB_CHARS:
-        vocab.setdefault(ch, len(vocab))
-    # BPE with no merges splits text into single characters; Fuse joins them back on decode.
+        vocab.setdefault(byte_level(ch), len(vocab))
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|endoftext|>"))
-    tok.decoder = decoders.Fuse()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
