@@ -245,3 +245,25 @@ def test_kill_9_at_random_moments_during_saves(tiny_model_dir, tmp_path):
         last = step
     print(f"20 kills, {mid_save} inside a save or a deletion; last step {last}")
     assert mid_save >= 5  # most kills land inside a save: saves run back to back
+
+
+def test_stop_flag_first_signal_asks_second_exits_at_once(tmp_path):
+    """The first SIGTERM only sets the flag the loop polls; a second one exits at once with 143."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stop.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from rlreason.cluster.job import StopFlag\n"
+        "with StopFlag() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.2)\n"
+        "    print('asked', stop(0), stop.signum, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    print('not reached', flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "asked True 15\n"
+    assert proc.returncode == 143 and "second SIGTERM: exiting now" in proc.stderr
