@@ -70,7 +70,7 @@ def _eval(args) -> int:
             answer_extract=args.answer_extract, reward=args.reward, template=args.template, hub=args.hub,
             n=args.n, ks=args.k or [1, args.n], temperature=args.temperature, top_p=args.top_p,
             max_tokens=args.max_tokens, max_model_len=args.max_model_len, limit=args.limit, scorer=args.scorer,
-            seed=args.seed, dtype=args.dtype, kv_cache_gib=args.kv_cache_gib, unsafe_code=args.unsafe_code, out=args.out,
+            seed=args.seed, dtype=args.dtype, kv_cache_gib=args.kv_cache_gib, threads=args.threads, unsafe_code=args.unsafe_code, out=args.out,
         )
         report = run_eval(settings)
     except (ValueError, FileNotFoundError, IsolationUnavailable) as e:
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--dtype", default="float32")
     v.add_argument("--kv-cache-gib", type=float, default=1.0)
+    v.add_argument("--threads", type=int, default=0, help="CPU threads for vLLM on a CPU-only machine (0: all cores)")
     v.add_argument("--unsafe-code", action="store_true", help="run code without the bubblewrap sandbox (loud warning)")
     v.add_argument("--out", help="output directory (default runs/eval-DATASET-TIME)")
     v.set_defaults(fn=_eval)
