@@ -57,7 +57,8 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     n_scored, failures = 0, []
     for rnd in range(algo.max_sampling_rounds):
         batch_problems = stream.next_batch(P - len(problems))
-        seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P  # fixed per (step, round): reproducible
+        # fixed per (step, round): reproducible; P * G seeds per call, one per sample, never reused
+        seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P * ro.group_size
         batch_groups = engine.generate([p.prompt for p in batch_problems], ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed)
         lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
         r, failed, why = score_groups(cfg, reward_fn, batch_problems, batch_groups)

