@@ -133,6 +133,10 @@ class OptimConfig:
 class EvalConfig:
     every: int = 5  # evaluate held-out greedy accuracy every K steps (0 = only at start and end)
     size: int = 500  # held-out problems (<= task.heldout_size)
+    # Data sets also evaluated (greedy, their own template and reward) at each evaluation: built-in
+    # names or local files, as `rlreason eval --dataset` takes them (rlreason.data.datasets.get_spec).
+    datasets: list[str] = field(default_factory=list)
+    dataset_size: int = 64  # problems of each (the first that fit rollout.max_model_len - rollout.max_tokens)
 
 
 @dataclass

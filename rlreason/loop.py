@@ -91,6 +91,49 @@ def evaluate(cfg: Config, engine, problems: list[Problem], reward_fn) -> dict:
     return {"eval/accuracy": rewards.mean().item(), "eval/reward_errors": int(failed.sum()), "timing/eval": time.time() - t0}
 
 
+def load_eval_sets(cfg: Config) -> list[tuple[str, list[Problem], list[str], object]]:
+    """eval.datasets as (name, problems, rendered prompts, reward fn): the first eval.dataset_size
+    problems of each whose prompt fits rollout.max_model_len - rollout.max_tokens tokens."""
+    if not cfg.eval.datasets:
+        return []
+    from transformers import AutoTokenizer
+
+    from rlreason.data.datasets import get_spec, load_problems
+    from rlreason.data.templates import render
+    from rlreason.data.tiny_model import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+    budget = cfg.rollout.max_model_len - cfg.rollout.max_tokens
+    sets = []
+    for name in cfg.eval.datasets:
+        spec = get_spec(name)
+        prepare_rewards(spec.reward, cfg.scoring.unsafe_code)
+        problems, prompts = [], []
+        for p in load_problems(spec):
+            prompt = render(spec.template, p.prompt, spec.instruction, tokenizer)
+            if len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget:
+                problems.append(p)
+                prompts.append(prompt)
+            if len(problems) == cfg.eval.dataset_size:
+                break
+        if not problems:
+            raise ValueError(f"key 'eval.datasets': no problem of {name!r} fits in {budget} prompt tokens (rollout.max_model_len - rollout.max_tokens)")
+        sets.append((spec.label, problems, prompts, resolve_reward(spec.reward)))
+        log.info("eval set %s: %d problems", spec.label, len(problems))
+    return sets
+
+
+def evaluate_sets(cfg: Config, engine, sets) -> dict:
+    """Greedy accuracy on each eval.datasets set: eval/<name>/accuracy."""
+    out = {}
+    for name, problems, prompts, reward_fn in sets:
+        groups = engine.generate(prompts, 1, 0.0, 1.0, cfg.rollout.max_tokens, 0)
+        rewards, failed, _ = score_groups(cfg, reward_fn, problems, groups)
+        out[f"eval/{name}/accuracy"] = rewards.mean().item()
+        out[f"eval/{name}/reward_errors"] = int(failed.sum())
+    return out
+
+
 def save_checkpoint(cfg: Config, run_dir: Path, step: int, learner, stream: PromptStream, metrics: MetricsLogger) -> Path:
     """The whole run state at the end of `step` (see rlreason.checkpoint for the layout)."""
     tmp = checkpoint.begin(run_dir / "checkpoints", step)
@@ -127,6 +170,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
     ro, every = cfg.rollout, cfg.checkpoint.every
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
+    eval_sets = load_eval_sets(cfg)  # before any work: a missing file or field stops the run here
 
     if resume is None:
         metrics = MetricsLogger(run_dir, cfg.steps)
@@ -138,6 +182,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             start.update(learner.warm_start(pairs, ws))
             engine.load_weights(learner.weights(), version=0)
         start.update(evaluate(cfg, engine, heldout, reward_fn))
+        start.update(evaluate_sets(cfg, engine, eval_sets))
         metrics.log(start)
         first_step = 1
         if every or should_stop(0):
@@ -188,6 +233,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
             record.update(evaluate(cfg, engine, heldout, reward_fn))
+            record.update(evaluate_sets(cfg, engine, eval_sets))
         record["timing/step"] = time.time() - t0
         metrics.log(record)
 

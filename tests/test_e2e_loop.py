@@ -43,6 +43,8 @@ def workers(tiny_model_dir, tmp_path_factory):
             "optim.warmup_steps=1",
             "rollout.kv_cache_gib=1",
             "ray.num_cpus=4",  # logical CPUs: room for a second learner or engine in later tests
+            "eval.datasets=[math500, humaneval]",  # real data sets evaluated during training too
+            "eval.dataset_size=4",
         ],
     )
     connect(cfg)
@@ -163,6 +165,9 @@ def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
         assert {"timing/rollout", "timing/update", "timing/sync", "timing/step"} <= set(r)
         assert r["policy_version"] == r["step"]
     assert ["eval/accuracy" in r for r in rows] == [True, False, True, True]
+    for r in (rows[0], rows[2], rows[3]):  # MATH-500 and HumanEval (sandboxed) at every evaluation
+        assert 0.0 <= r["eval/math500/accuracy"] <= 1.0 and 0.0 <= r["eval/humaneval/accuracy"] <= 1.0
+        assert r["eval/math500/reward_errors"] == 0 and r["eval/humaneval/reward_errors"] == 0
     assert result["eval/accuracy"] == rows[-1]["eval/accuracy"]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "progress.png").stat().st_size > 1000
