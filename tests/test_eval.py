@@ -17,7 +17,6 @@ from rlreason.evaluate import (
     maj_at_k,
     majority,
     pass_at_k,
-    plan_batches,
     problem_metrics,
     resolve_eval_model,
     vote_answer,
@@ -86,14 +85,6 @@ def test_aggregate_per_subject_and_level():
     assert "by_subject" not in aggregate([{"metrics": {"pass@1": 1.0}}])
     table = format_table(agg)
     assert "subject=Geometry" in table and "level=10" in table and "0.5000" in table
-
-
-def test_plan_batches_keeps_every_prefill_in_one_scheduler_step():
-    # n=2, budget 100 tokens, 6 sequences at most
-    assert plan_batches([10, 20, 30, 40], 2, 100, 6) == [([0, 1], 2), ([2], 2), ([3], 2)]
-    assert plan_batches([10, 10, 10, 10], 2, 100, 6) == [([0, 1, 2], 2), ([3], 2)]  # 4 prompts x 2 > 6 sequences
-    assert plan_batches([10, 60, 10], 2, 100, 6) == [([0], 2), ([1], 1), ([1], 1), ([2], 2)]  # 2 x 60 > 100: one sample per call
-    assert plan_batches([], 4, 100, 6) == []
 
 
 def test_resolve_eval_model(tmp_path, tiny_model_dir):

@@ -62,3 +62,22 @@ def render(template: str, question: str, instruction: str, tokenizer=None) -> st
     if template in ("chat", "plain"):
         question = question + instruction
     return TEMPLATES[template](question, tokenizer)
+
+
+def fitting_prompts(spec, problems: list, tokenizer, budget: int, limit: int | None = None) -> tuple[list, list[str], int]:
+    """Render every problem with the data set's template and keep those whose prompt fits in
+    `budget` tokens (max_model_len - max_tokens), then the first `limit`. Returns (problems,
+    prompts, how many were left out as too long); no fitting problem is a ValueError."""
+    import logging
+
+    prompts = [render(spec.template, p.prompt, spec.instruction, tokenizer) for p in problems]
+    keep = [i for i, text in enumerate(prompts) if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget]
+    dropped = len(problems) - len(keep)
+    if dropped:
+        logging.getLogger(__name__).warning(
+            "%s: %d of %d prompts are longer than max_model_len - max_tokens = %d tokens: left out", spec.label, dropped, len(problems), budget
+        )
+    keep = keep[:limit] if limit is not None else keep
+    if not keep:
+        raise ValueError(f"no problem of {spec.label} fits in max_model_len - max_tokens = {budget} tokens")
+    return [problems[i] for i in keep], [prompts[i] for i in keep], dropped
