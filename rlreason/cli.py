@@ -16,6 +16,14 @@ def _train(args) -> int:
     except ConfigError as e:
         print(f"rlreason: config error: {e}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        from rlreason.dryrun import FAIL, dry_run, format_checks
+
+        checks = dry_run(cfg)
+        print(format_checks(checks))
+        failed = [c.name for c in checks if c.status == FAIL]
+        print(f"dry run of {args.recipe}: " + (f"FAILED: {', '.join(failed)}" if failed else "no failures (see 'unchecked' lines for what this machine could not check)"))
+        return 1 if failed else 0
     from rlreason.cluster.job import train
     from rlreason.rewards import RewardError
     from rlreason.rewards.sandbox import IsolationUnavailable
@@ -96,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", metavar="auto|PATH",
         help="'auto': continue from the run's newest complete checkpoint (start fresh if there is none); "
         "PATH: a checkpoint directory, or a run directory (its newest complete checkpoint)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="check the recipe (config, reward, model config and tokenizer, data mapping, placement) without weights or training",
     )
     p.set_defaults(fn=_train)
     e = sub.add_parser("export", help="write a checkpoint's policy as a plain HF model directory")

@@ -43,11 +43,34 @@ class ModelConfig:
 
 
 @dataclass
+class DatasetConfig:
+    """task.name=dataset: the rows to train on (rlreason.data.datasets / dataset_task). Every key
+    but source overrides the built-in's mapping when set; null keeps it."""
+
+    source: str = ""  # a built-in (gsm8k_train, math_train, countdown, mbpp, ...), a .jsonl/.json/.parquet file, or an HF hub id
+    local: str | None = None  # read this .jsonl/.json/.parquet copy instead of the hub, with the same mapping (offline clusters)
+    split: str | None = None  # hub split; null = the built-in's, else 'train'
+    hub_config: str | None = None  # e.g. 'main' for openai/gsm8k
+    question: str | None = None  # field names ...
+    answer: str | None = None
+    answer_extract: str | None = None  # 'gsm8k' (#### N), 'boxed' (a solution's last box) or 'field'
+    tests: str | None = None  # code sets: the unit tests
+    entry_point: str | None = None  # code sets: the function the tests call (inferred from the solution when null)
+    solution: str | None = None  # worked solutions: the warm start imitates them
+    question_format: str | None = None  # build the question from several fields: '{text} ... {test_list[0]}'
+    answer_format: str | None = None
+    template: str | None = None  # chat | r1_zero | plain | raw
+    instruction: str | None = None  # appended to the question by the chat and plain templates
+
+
+@dataclass
 class TaskConfig:
     """A built-in generated task: 'addition' (n-digit addition with a carry scratchpad, answer in
-    \\boxed{}; reward math) or 'functions' (write f(a,b) from a one-line spec; reward code)."""
+    \\boxed{}; reward math) or 'functions' (write f(a,b) from a one-line spec; reward code); or
+    'dataset': the rows of task.dataset (held out: task.heldout_size of them, a seeded sample)."""
 
     name: str = "addition"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
     digits: int = 3  # addition only
     heldout_size: int = 500
     seed: int = 1234
@@ -136,7 +159,11 @@ class EvalConfig:
     # Data sets also evaluated (greedy, their own template and reward) at each evaluation: built-in
     # names or local files, as `rlreason eval --dataset` takes them (rlreason.data.datasets.get_spec).
     datasets: list[str] = field(default_factory=list)
-    dataset_size: int = 64  # problems of each (the first that fit rollout.max_model_len - rollout.max_tokens)
+    dataset_size: int = 64
+    template: str = ""  # the prompt template for eval.datasets; '' = each set's own (chat for the math sets)
+    # the reward eval/accuracy counts on the held-out problems; '' = the first term of `reward`
+    # (its correctness part: 'math' of 'math + 0.1*think_format')
+    reward: str = ""  # problems of each (the first that fit rollout.max_model_len - rollout.max_tokens)
 
 
 @dataclass
@@ -168,7 +195,27 @@ class RayConfig:
     rollout_cpus: float = 1.0
     learner_gpus: float = 0.0
     rollout_gpus: float = 0.0
-    threads: int = 0  # torch/OMP threads per actor; 0 = all cores of this node
+    threads: int = 0  # torch/OMP threads per actor; 0 = all cores of this node (split among rollout workers)
+    # Placement (see docs/placement.md). 'split': rollout workers and the learner in separate
+    # placement groups; 'colocated': one actor holds the learner and the engine.
+    placement: str = "split"
+    rollout_workers: int = 1  # vLLM engine actors; prompts are sharded across them
+    sync_timeout_s: float = 600.0  # a weight sync slower than this is an error, not a hang
+    max_worker_restarts: int = 3  # per rollout worker, over the run; one more death is an error
+    sync_bucket_mb: float = 64.0  # weights travel to the engines in buckets of about this size
+    placement_timeout_s: float = 120.0  # waiting for the cluster to grant the placement groups
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key when a placement value is out of range."""
+        if self.placement not in ("split", "colocated"):
+            raise ConfigError(f"key 'ray.placement': unknown value {self.placement!r}; choose one of ['split', 'colocated']")
+        if self.placement == "colocated" and self.rollout_workers != 1:
+            raise ConfigError(f"key 'ray.rollout_workers': colocated placement has one engine, got {self.rollout_workers}")
+        for key in ("rollout_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"key 'ray.{key}': must be > 0, got {getattr(self, key)}")
+        if self.max_worker_restarts < 0:
+            raise ConfigError(f"key 'ray.max_worker_restarts': must be >= 0, got {self.max_worker_restarts}")
 
 
 @dataclass
@@ -326,7 +373,7 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens"),
         (cfg.algo.tis_cap is None or cfg.algo.tis_cap > 0, "algo.tis_cap", cfg.algo.tis_cap, "a number > 0 or null"),
         (cfg.algo.tis_cap is None or cfg.algo.policy_loss != "gspo", "algo.tis_cap", cfg.algo.tis_cap, "null with gspo (token weights; GSPO's ratio is per sequence)"),
-        (cfg.task.name in ("addition", "functions"), "task.name", cfg.task.name, ["addition", "functions"]),
+        (cfg.task.name in ("addition", "functions", "dataset"), "task.name", cfg.task.name, ["addition", "functions", "dataset"]),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
     ]
@@ -349,10 +396,18 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"key '{key}': must be > 0, got {value}")
     from rlreason.rewards import resolve_reward
 
-    try:
-        resolve_reward(cfg.reward)  # unknown names and broken plug-in paths fail here, before any work
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    for key, spec in (("reward", cfg.reward), ("eval.reward", cfg.eval.reward)):
+        try:
+            if spec or key == "reward":
+                resolve_reward(spec)  # unknown names and broken plug-in paths fail here, before any work
+        except ValueError as e:
+            raise ConfigError(str(e).replace("key 'reward'", f"key '{key}'")) from None
+    from rlreason.data.templates import TEMPLATES
+
+    if cfg.eval.template and cfg.eval.template not in TEMPLATES:
+        raise ConfigError(f"key 'eval.template': unknown value {cfg.eval.template!r}; choose one of {sorted(TEMPLATES)}")
+    if cfg.task.name == "dataset":
+        _validate_dataset(cfg)
     if cfg.critic.enabled and cfg.algo.advantage != "reward":
         raise ConfigError("key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage=reward")
     if cfg.algo.kl_in_reward and cfg.algo.kl_coef <= 0:
@@ -364,6 +419,28 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"key '{key}': must be >= 0, got {value}")
     if cfg.rollout.temperature <= 0:
         raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
+
+
+def _validate_dataset(cfg: Config) -> None:
+    """task.dataset: a source, a known template and extraction (the rows themselves are checked
+    when they load, naming the row)."""
+    from rlreason.data.dataset_task import training_spec
+    from rlreason.data.datasets import ANSWER_EXTRACTS
+    from rlreason.data.templates import TEMPLATES
+
+    try:
+        spec = training_spec(cfg.task.dataset)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if spec.template not in TEMPLATES:
+        raise ConfigError(f"key 'task.dataset.template': unknown value {spec.template!r}; choose one of {sorted(TEMPLATES)}")
+    if spec.answer_extract not in ANSWER_EXTRACTS:
+        raise ConfigError(f"key 'task.dataset.answer_extract': unknown value {spec.answer_extract!r}; choose one of {list(ANSWER_EXTRACTS)}")
+    if cfg.warm_start.enabled and not spec.solution:
+        raise ConfigError(
+            f"key 'warm_start.enabled': data set {spec.label!r} maps no worked solutions to imitate; "
+            "set task.dataset.solution=FIELD or warm_start.enabled=false"
+        )
 
 
 def to_dict(cfg: Config) -> dict:

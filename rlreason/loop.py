@@ -19,10 +19,11 @@ import torch
 from rlreason import checkpoint
 from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penalty
 from rlreason.config import Config, dumps
-from rlreason.data.stream import PromptStream, demonstrations, heldout_problems, make_task
+from rlreason.data.dataset_task import build_task
+from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
-from rlreason.rewards import RewardError, prepare_rewards, resolve_reward, score_parallel
+from rlreason.rewards import RewardError, prepare_rewards, resolve_reward, reward_names, score_parallel
 from rlreason.types import Problem, Sample
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def load_eval_sets(cfg: Config) -> list[tuple[str, list[Problem], list[str], obj
     budget = cfg.rollout.max_model_len - cfg.rollout.max_tokens
     sets = []
     for name in cfg.eval.datasets:
-        spec = get_spec(name)
+        spec = get_spec(name, template=cfg.eval.template or None)
         prepare_rewards(spec.reward, cfg.scoring.unsafe_code)
         problems, prompts, _ = fitting_prompts(spec, load_problems(spec), tokenizer, budget, cfg.eval.dataset_size)
         sets.append((spec.label, problems, prompts, resolve_reward(spec.reward)))
@@ -154,8 +155,10 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_rewards(cfg.reward, cfg.scoring.unsafe_code)
+    prepare_rewards(cfg.eval.reward, cfg.scoring.unsafe_code)
     reward_fn = resolve_reward(cfg.reward)
-    task = make_task(cfg.task)
+    eval_fn = resolve_reward(cfg.eval.reward or reward_names(cfg.reward)[0])  # correctness only, no shaping terms
+    task = build_task(cfg)
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     heldout = all_heldout[: cfg.eval.size]
     stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
@@ -172,7 +175,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)
             start.update(learner.warm_start(pairs, ws))
             engine.load_weights(learner.weights(), version=0)
-        start.update(evaluate(cfg, engine, heldout, reward_fn))
+        start.update(evaluate(cfg, engine, heldout, eval_fn))
         start.update(evaluate_sets(cfg, engine, eval_sets))
         metrics.log(start)
         first_step = 1
@@ -223,7 +226,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             "policy_version": step,
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
-            record.update(evaluate(cfg, engine, heldout, reward_fn))
+            record.update(evaluate(cfg, engine, heldout, eval_fn))
             record.update(evaluate_sets(cfg, engine, eval_sets))
         record["timing/step"] = time.time() - t0
         metrics.log(record)

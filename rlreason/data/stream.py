@@ -2,7 +2,9 @@
 
 A task is any object with `sample(rng) -> Problem` (one problem drawn from a random.Random)
 and `teacher(problem, rng, error) -> str` (a demonstration whose systematic mistake happens
-with probability `error`). Problems are identified by their prompt.
+with probability `error`). Problems are identified by their prompt. A finite task (a data
+set, rlreason.data.dataset_task) also has `problems`: its held-out set is a seeded sample of
+them and its stream visits the rest in epochs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from rlreason.types import Problem
 def heldout_problems(task, size: int, seed: int) -> list[Problem]:
     """A fixed held-out set of distinct prompts, disjoint from the training stream (see PromptStream)."""
     rng = random.Random(f"heldout-{seed}")
+    if (pool := getattr(task, "problems", None)) is not None:
+        unique = list({p.prompt: p for p in pool}.values())
+        if size >= len(unique):
+            raise ValueError(f"key 'task.heldout_size': holding out {size} problems leaves none of the {len(unique)} distinct prompts to train on")
+        return rng.sample(unique, size)
     seen: set[str] = set()
     out: list[Problem] = []
     while len(out) < size:
@@ -31,6 +38,8 @@ class PromptStream:
     size == 0: an endless stream; problem i depends only on (seed, i).
     size == N: a fixed pool of the stream's first N problems, visited in a fresh shuffled
     order each epoch (the order of epoch e depends only on (seed, e)).
+    A finite task (one with `problems`, a data set): the pool is its problems in file order
+    (the first N when size == N), visited the same way.
     Either way the whole state is (epoch, position), so a resume mid-epoch or exactly at an
     epoch boundary continues with the very next problem. Held-out prompts are skipped.
     """
@@ -39,7 +48,11 @@ class PromptStream:
         self.task, self.seed = task, seed
         self.epoch, self.position = 0, 0
         self._exclude = {p.prompt for p in exclude}
-        self.pool = self._take(size) if size else None
+        if getattr(task, "problems", None) is not None:
+            self.pool = [p for p in task.problems if p.prompt not in self._exclude]
+            self.pool = self.pool[:size] if size else self.pool
+        else:
+            self.pool = self._take(size) if size else None
         self._order: tuple[int, list[int]] | None = None  # (epoch, permutation) cache
 
     def _problem(self, i: int) -> Problem | None:
@@ -100,4 +113,6 @@ def make_task(cfg):
         return AdditionTask(cfg.digits)
     if cfg.name == "functions":
         return FunctionTask()
-    raise ValueError(f"key 'task.name': unknown task {cfg.name!r}; choose one of ['addition', 'functions']")
+    if cfg.name == "dataset":
+        raise ValueError("key 'task.name': a data set task is built with rlreason.data.dataset_task.build_task (it needs the tokenizer)")
+    raise ValueError(f"key 'task.name': unknown task {cfg.name!r}; choose one of ['addition', 'functions', 'dataset']")

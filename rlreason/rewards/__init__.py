@@ -17,6 +17,7 @@ from typing import Callable
 
 from rlreason.rewards.arithmetic import addition_reward
 from rlreason.rewards.code import code_reward
+from rlreason.rewards.countdown import answer_format_reward, countdown_reward
 from rlreason.rewards.format_reward import think_format_reward
 from rlreason.rewards.math_reward import make_math_reward, math_reward
 
@@ -24,7 +25,9 @@ RewardFn = Callable[[str, str, str], float]
 
 REWARDS: dict[str, RewardFn] = {
     "addition": addition_reward,
+    "answer_format": answer_format_reward,  # an <answer> with a computable equation (countdown's format term)
     "code": code_reward,  # sandboxed unit tests; see rewards/code.py for the answer format and errors
+    "countdown": countdown_reward,  # TinyZero's countdown: each number once, reaches the target; see rewards/countdown.py
     "math": math_reward,  # last \boxed{} vs the gold with math-verify, hard time limit; see rewards/math_reward.py
     "math_gsm8k": make_math_reward("gsm8k"),  # the same, reading the completion's `#### N` line
     "think_format": think_format_reward,  # <think>...</think> then an answer; see rewards/format_reward.py
