@@ -98,7 +98,8 @@ def train(cfg: Config, resume: str | None = None) -> dict:
 
     import ray
 
-    from rlreason.cluster.ray_workers import RayEngine, RayLearner, connect
+    from rlreason.cluster.pool import build_placement
+    from rlreason.cluster.ray_workers import connect
     from rlreason.data.tiny_model import resolve_model
     from rlreason.loop import run
 
@@ -107,8 +108,7 @@ def train(cfg: Config, resume: str | None = None) -> dict:
     connect(cfg)
     try:
         with StopFlag() as stop:  # after ray.init, which installs a SIGTERM handler of its own
-            learner = RayLearner(cfg, model_path)
-            engine = RayEngine(cfg, model_path)
+            engine, learner = build_placement(cfg, model_path)  # ray.placement: split or colocated
             result = run(cfg, engine, learner, run_dir, resume=ckpt, should_stop=stop)
     finally:
         ray.shutdown()

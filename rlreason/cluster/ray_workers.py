@@ -52,11 +52,14 @@ def _actor_env(cfg: Config) -> dict:
 
 
 class RayLearner:
-    def __init__(self, cfg: Config, model_path: str):
+    def __init__(self, cfg: Config, model_path: str, transport=None, options: dict | None = None):
+        """`transport` (rlreason.cluster.transport): how weights() publishes; None = one ObjectRef
+        of the whole state dict. `options`: extra actor options, e.g. a placement group."""
         from rlreason.learner.policy import Learner
 
+        self.transport = transport
         actor_cls = ray.remote(num_cpus=cfg.ray.learner_cpus, num_gpus=cfg.ray.learner_gpus)(Learner)
-        self.actor = actor_cls.options(runtime_env=_actor_env(cfg)).remote(
+        self.actor = actor_cls.options(runtime_env=_actor_env(cfg), **(options or {})).remote(
             model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, _threads(cfg), cfg.steps, cfg.critic
         )
 
@@ -66,7 +69,9 @@ class RayLearner:
     def update(self, batch: Batch, temperature: float) -> UpdateStats:
         return ray.get(self.actor.update.remote(batch, temperature))
 
-    def weights(self) -> ray.ObjectRef:
+    def weights(self):
+        if self.transport is not None:
+            return self.transport.publish(self.actor)  # e.g. Buckets: one ObjectRef per bucket
         return self.actor.weights.remote()
 
     def sequence_logprobs(self, token_ids: list[int]) -> list[float]:

@@ -293,6 +293,21 @@ class Learner:
         """Every tensor of the state dict (lm_head.weight included when tied), detached, on CPU."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
+    def weight_buckets(self, bucket_mb: float):
+        """The tensors of weights(), in state-dict order, as lists of (name, tensor) of about
+        `bucket_mb` MiB each (a bigger tensor travels alone): a transport sends one bucket at a
+        time, so no process holds a second full copy of the model. A generator: Ray streams it."""
+        limit, bucket, size = bucket_mb * 2**20, [], 0
+        for name, value in self.model.state_dict().items():
+            tensor = value.detach().to("cpu", copy=True)
+            if bucket and size + tensor.nbytes > limit:
+                yield bucket
+                bucket, size = [], 0
+            bucket.append((name, tensor))
+            size += tensor.nbytes
+        if bucket:
+            yield bucket
+
     @torch.no_grad()
     def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
         self.model.eval()

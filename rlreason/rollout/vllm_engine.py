@@ -96,7 +96,11 @@ class VLLMEngine:
 
     def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
         items = weights.items() if isinstance(weights, dict) else weights
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(items))})
+        # In-process engine core: vLLM consumes the iterator right here, so a lazy one (e.g.
+        # bucket by bucket from the object store) works. A separate core process pickles the
+        # kwargs, and a generator does not pickle: materialize the list there.
+        in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items) if in_process else iter(list(items))})
         self.llm.reset_prefix_cache()
         self.version = version
         return version

@@ -1,0 +1,199 @@
+"""Split placement: the rollout pool, its weight transport, and its faults.
+
+Pure unit tests first (shard bounds, bucketing, config checks: no Ray, no vLLM). Then the
+slow ones, with real Ray actors and real vLLM engines: N workers return exactly the samples
+of one engine, the weights stream in buckets and every worker serves the same version, a
+worker killed with SIGKILL mid-generate is replaced without changing the samples, restarts
+are capped, and a hung sync (a fault-injection hook) raises instead of hanging.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from rlreason.cluster.pool import split_shards
+from rlreason.config import ConfigError, load_config
+
+IDS = [6, 7, 10, 75, 8, 11, 9, 84, 10, 75, 9, 75, 3, 83, 4, 6, 81]  # fixed tokens: "347+586>7+6+0=13;4+"
+PROMPTS = ["347+586>", "12+34>", "905+17>", "1+2>", "66+66>"]  # 5: uneven shards over 2 workers
+
+
+# ---- pure unit tests ----
+def test_split_shards_is_contiguous_and_balanced():
+    assert split_shards(5, 2) == [(0, 3), (3, 5)]
+    assert split_shards(4, 4) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert split_shards(1, 3) == [(0, 1), (1, 1), (1, 1)]  # idle workers get empty ranges
+    assert split_shards(0, 2) == [(0, 0), (0, 0)]
+
+
+def test_weight_buckets_cover_the_state_dict_in_order(tiny_model_dir):
+    """Learner.weight_buckets: the tensors of weights(), same order, lm_head included, each
+    bucket within the size unless one tensor alone exceeds it."""
+    from rlreason.config import AlgoConfig, OptimConfig
+    from rlreason.learner.policy import Learner
+
+    path, _ = tiny_model_dir
+    learner = Learner(str(path), AlgoConfig(), OptimConfig())
+    whole = learner.weights()
+    limit_mb = 0.2
+    buckets = list(learner.weight_buckets(limit_mb))
+    assert len(buckets) > 2
+    flat = [pair for b in buckets for pair in b]
+    assert [k for k, _ in flat] == list(whole) and "lm_head.weight" in whole
+    assert all(torch.equal(t, whole[k]) for k, t in flat)
+    for b in buckets:
+        assert len(b) == 1 or sum(t.nbytes for _, t in b) <= limit_mb * 2**20
+
+
+def test_ray_config_check_names_the_key():
+    for override, key in [("ray.placement=spread", "ray.placement"), ("ray.rollout_workers=0", "ray.rollout_workers"),
+                          ("ray.sync_timeout_s=0", "ray.sync_timeout_s"), ("ray.max_worker_restarts=-1", "ray.max_worker_restarts")]:
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [override]).ray.check()
+    load_config(None, ["ray.rollout_workers=2"]).ray.check()
+
+
+def test_fake_buckets_handle_fetches_one_bucket_at_a_time(monkeypatch):
+    """Unit test with a FAKE ray.get: Buckets iterates lazily, one fetch per bucket as consumed."""
+    import ray
+
+    from rlreason.cluster.transport import Buckets
+
+    store = {"a": [("x", torch.zeros(1)), ("y", torch.ones(1))], "b": [("z", torch.ones(2))]}
+    fetched = []
+    monkeypatch.setattr(ray, "get", lambda ref: fetched.append(ref) or store[ref])
+    it = iter(Buckets(["a", "b"]))
+    assert next(it)[0] == "x" and fetched == ["a"]
+    assert [k for k, _ in it] == ["y", "z"] and fetched == ["a", "b"]
+
+
+# ---- real Ray + vLLM ----
+def pool_cfg(model_cfg, *extra):
+    return load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=6",
+                              "ray.threads=1", *extra])  # 1 thread each: every engine computes alike
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_model_dir):
+    import ray
+
+    from rlreason.cluster.ray_workers import connect
+
+    path, model_cfg = tiny_model_dir
+    connect(pool_cfg(model_cfg))
+    yield str(path), model_cfg
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_hung_sync_raises_within_the_timeout(cluster):
+    """A real engine actor, slowed by the pool's fault-injection hook: every sync first sleeps 60 s."""
+    from rlreason.cluster.pool import RolloutPool, SyncTimeoutError
+    from rlreason.cluster.ray_workers import RayLearner
+    from rlreason.cluster.transport import ObjectStore
+
+    path, model_cfg = cluster
+    cfg = pool_cfg(model_cfg, "ray.sync_timeout_s=2")
+    learner = RayLearner(cfg, path, transport=ObjectStore(bucket_mb=0.2))
+    pool = RolloutPool(cfg, path, fault_sync_sleep_s=60)
+    try:
+        assert pool.generate(["1+2>"], 1, 1.0, 1.0, 4, 0)[0][0].version == 0  # the engine is up
+        t0 = time.time()
+        with pytest.raises(SyncTimeoutError, match=r"within ray.sync_timeout_s=2.0 s on rollout worker\(s\) \[0\]"):
+            pool.load_weights(learner.weights(), 1)
+        assert time.time() - t0 < 10
+    finally:
+        pool.shutdown()
+        import ray
+
+        ray.kill(learner.actor)
+
+
+@pytest.fixture(scope="module")
+def synced(cluster):
+    """A learner one update away from the model on disk, a 1-worker and a 2-worker pool, both
+    synced to it through small buckets; and the samples of the 1-worker pool."""
+    from rlreason.cluster.pool import RolloutPool
+    from rlreason.cluster.ray_workers import RayLearner
+    from rlreason.cluster.transport import ObjectStore
+    from rlreason.learner.batch import make_batch
+
+    path, model_cfg = cluster
+    cfg1, cfg2 = pool_cfg(model_cfg, "ray.rollout_workers=1"), pool_cfg(model_cfg, "ray.rollout_workers=2", "ray.max_worker_restarts=2")
+    learner = RayLearner(cfg1, path, transport=ObjectStore(bucket_mb=0.2))
+    one, two = RolloutPool(cfg1, path), RolloutPool(cfg2, path)
+    groups = one.generate(PROMPTS[:2], 4, 1.0, 1.0, 12, seed=0)
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
+    learner.update(make_batch(groups, adv, pad_id=0), 1.0)
+    handle = learner.weights()
+    assert one.load_weights(handle, 1) == 1 and two.load_weights(handle, 1) == 1
+    reference = one.generate(PROMPTS, 4, 1.0, 1.0, 24, seed=100)
+    yield learner, one, two, handle, reference
+    for pool in (one, two):
+        pool.shutdown()
+
+
+def flat(groups):
+    return [(s.prompt_ids, s.completion_ids, s.text, s.logprobs, s.finish_reason, s.version) for g in groups for s in g]
+
+
+@pytest.mark.slow
+def test_two_workers_return_the_samples_of_one_engine(synced):
+    learner, one, two, handle, reference = synced
+    assert len(handle) > 2  # the weights travelled in several buckets
+    assert two.served_versions() == [1, 1] and one.served_versions() == [1]
+    sharded = two.generate(PROMPTS, 4, 1.0, 1.0, 24, seed=100)
+    assert [len(g) for g in sharded] == [4] * 5
+    assert flat(sharded) == flat(reference)  # bit for bit: ids, text, logprobs, version
+    assert all(s.version == 1 for g in sharded for s in g)
+    # the bucketed sync loaded every tensor, lm_head included: vLLM's logprobs are the learner's
+    lp, ref = two.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)
+    assert max(abs(a - b) for a, b in zip(lp, ref)) < 1e-4
+    greedy1, greedy2 = one.generate(PROMPTS, 1, 0.0, 1.0, 24, 0), two.generate(PROMPTS, 1, 0.0, 1.0, 24, 0)
+    assert flat(greedy1) == flat(greedy2)
+
+
+def kill_soon(pool, worker: int, delay: float) -> threading.Thread:
+    pid = pool.pids()[worker]
+
+    def kill():
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_generate_is_replaced_and_the_samples_do_not_change(synced):
+    learner, one, two, handle, reference = synced
+    before = two.pids()
+    long_prompts = PROMPTS * 8  # long enough a generate that the kill lands inside it
+    expected = one.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    t0 = time.time()
+    thread = kill_soon(two, 1, 0.3)
+    got = two.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    thread.join()
+    assert two.events[-1] == {"worker": 1, "during": "generate", "error": "ActorDiedError"}, two.events
+    assert two.restarts == [0, 1]
+    after = two.pids()
+    assert after[0] == before[0] and after[1] != before[1]
+    assert flat(got) == flat(expected)  # the shard re-ran on a replacement holding version 1
+    assert two.served_versions() == [1, 1]
+    print(f"generate with a kill and a restart: {time.time() - t0:.1f} s")
+
+
+@pytest.mark.slow
+def test_restarts_are_capped_with_an_error_naming_the_worker(synced):
+    from rlreason.cluster.pool import WorkerRestartsExceeded
+
+    learner, one, two, handle, reference = synced
+    two.restarts = [0, two.cfg.ray.max_worker_restarts]  # as if worker 1 had used up its restarts
+    os.kill(two.pids()[1], signal.SIGKILL)
+    with pytest.raises(WorkerRestartsExceeded, match=r"rollout worker 1 died .*ray.max_worker_restarts=2"):
+        two.load_weights(handle, 1)
