@@ -224,6 +224,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             "timing/checkpoint": t_checkpoint,  # the save after the previous step (0 if none)
             "throughput/tokens_per_s": n_tokens / (t_rollout - t0),
             "policy_version": step,
+            "rollout/worker_restarts": getattr(engine, "worker_restarts", 0),  # dead rollout workers replaced so far
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
             record.update(evaluate(cfg, engine, heldout, eval_fn))
