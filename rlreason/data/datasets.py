@@ -280,6 +280,12 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
         return value
 
     def fmt(template: str, what: str) -> str:
+        import string
+
+        for _, field_name, _, _ in string.Formatter().parse(template):
+            key = (field_name or "").split("[")[0].split(".")[0]
+            if key and _missing(row.get(key)):  # datasets fills a row's absent keys with None
+                raise ValueError(f"dataset {source}: row {i} lacks field {key!r} for the {what} (has {sorted(k for k, v in row.items() if not _missing(v))})")
         try:
             return template.format(**row)
         except (KeyError, IndexError, AttributeError, ValueError) as e:
