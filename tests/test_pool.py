@@ -90,6 +90,17 @@ def cluster(tiny_model_dir):
 
 
 @pytest.mark.slow
+def test_more_workers_than_a_local_cluster_holds_fails_at_once(cluster):
+    from rlreason.cluster.pool import RolloutPool
+
+    path, model_cfg = cluster
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match=r"the rollout pool needs \{'CPU': 7\.0\}.*ray.rollout_workers"):
+        RolloutPool(pool_cfg(model_cfg, "ray.rollout_workers=7"), path)
+    assert time.time() - t0 < 5  # not after ray.placement_timeout_s
+
+
+@pytest.mark.slow
 def test_a_hung_sync_raises_within_the_timeout(cluster):
     """A real engine actor, slowed by the pool's fault-injection hook: every sync first sleeps 60 s."""
     from rlreason.cluster.pool import RolloutPool, SyncTimeoutError
@@ -197,3 +208,37 @@ def test_restarts_are_capped_with_an_error_naming_the_worker(synced):
     os.kill(two.pids()[1], signal.SIGKILL)
     with pytest.raises(WorkerRestartsExceeded, match=r"rollout worker 1 died .*ray.max_worker_restarts=2"):
         two.load_weights(handle, 1)
+
+
+@pytest.mark.slow
+def test_colocated_placement_runs_the_loop(cluster, tmp_path):
+    """ray.placement=colocated: one actor with the learner and the engine, weights handed over
+    in process; two real loop steps, and the engine then serves the learner's exact policy."""
+    import json
+
+    import ray
+    from ray.util.placement_group import remove_placement_group
+
+    from rlreason.cluster.colocated import LearnerWeights
+    from rlreason.cluster.pool import build_placement
+    from rlreason.loop import run
+
+    path, model_cfg = cluster
+    cfg = pool_cfg(model_cfg, "ray.placement=colocated", f"run_dir={tmp_path}", "steps=2", "warm_start.enabled=false",
+                   "reward=tests.plugins:parity_reward", "rollout.prompts_per_step=4", "rollout.group_size=4",
+                   "eval.size=8", "optim.lr=1e-2", "optim.warmup_steps=1")
+    engine, learner = build_placement(cfg, path)
+    try:
+        before = learner.sequence_logprobs(IDS)
+        result = run(cfg, engine, learner, tmp_path)
+        after = learner.sequence_logprobs(IDS)
+        assert isinstance(learner.weights(), LearnerWeights)  # nothing crosses the process boundary
+        assert max(abs(a - b) for a, b in zip(before, after)) > 1e-3  # the policy moved
+        assert max(abs(a - b) for a, b in zip(engine.prompt_logprobs(IDS), after)) < 1e-4  # and the engine serves it
+        assert engine.generate(["1+2>"], 1, 1.0, 1.0, 4, 0)[0][0].version == 2
+    finally:
+        ray.kill(engine.actor)
+        remove_placement_group(engine.placement_group)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and result["stopped"] is False
+    assert all(r["rollout/worker_restarts"] == 0 for r in rows[1:])

@@ -87,16 +87,30 @@ def _placement_group(cfg: Config, bundles: list[dict], name: str):
     """A PACK placement group, ready, or a clear error naming the keys that size it."""
     from ray.util.placement_group import placement_group, remove_placement_group
 
+    hint = ("lower ray.rollout_workers or ray.rollout_cpus / ray.learner_cpus / *_gpus, or give the cluster more "
+            "(ray.num_cpus: logical CPUs of a local cluster)")
+    local = not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+    total = ray.cluster_resources()
+    short = {r: n for r, n in _sum(bundles).items() if n > total.get(r, 0)}
+    if local and short:  # a local cluster never grows: say so now rather than after the timeout
+        raise RuntimeError(f"{name} needs {short} but this local Ray cluster has {total}; {hint}")
     pg = placement_group(bundles, strategy="PACK")  # unnamed: names are cluster-wide, pools are not
     ready, _ = ray.wait([pg.ready()], timeout=cfg.ray.placement_timeout_s)
     if not ready:
         remove_placement_group(pg)
         raise RuntimeError(
             f"the Ray cluster could not place {name} ({bundles}) within ray.placement_timeout_s="
-            f"{cfg.ray.placement_timeout_s} s; available: {ray.available_resources()}. Lower ray.rollout_workers "
-            f"or ray.rollout_cpus / ray.learner_cpus / *_gpus, or give the cluster more (ray.num_cpus locally)"
+            f"{cfg.ray.placement_timeout_s} s; available: {ray.available_resources()}; {hint}"
         )
     return pg
+
+
+def _sum(bundles: list[dict]) -> dict:
+    out: dict = {}
+    for b in bundles:
+        for r, n in b.items():
+            out[r] = out.get(r, 0) + n
+    return out
 
 
 def _bundle(cpus: float, gpus: float) -> dict:
@@ -118,7 +132,7 @@ class RolloutPool:
         n = cfg.ray.rollout_workers
         # Each worker's share of the node's cores; set ray.threads when workers sit on their own nodes.
         self.threads = cfg.ray.threads or max(1, (os.cpu_count() or 1) // n)
-        self.pg = _placement_group(cfg, [_bundle(cfg.ray.rollout_cpus, cfg.ray.rollout_gpus)] * n, "rlreason-rollout")
+        self.pg = _placement_group(cfg, [_bundle(cfg.ray.rollout_cpus, cfg.ray.rollout_gpus)] * n, "the rollout pool")
         self.version = 0  # the policy version every worker serves
         self._weights = None  # the last handle loaded: what a replacement worker gets again
         self.restarts = [0] * n  # per worker
@@ -235,7 +249,7 @@ def build_split(cfg: Config, model_path: str) -> tuple[RolloutPool, RayLearner]:
     """The split layout: the learner alone in one placement group, the rollout pool in another,
     weights through the object store in buckets of ray.sync_bucket_mb."""
     cfg.ray.check()
-    pg = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)], "rlreason-learner")
+    pg = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)], "the learner")
     learner = RayLearner(cfg, model_path, transport=make_transport("split", cfg.ray.sync_bucket_mb), options=_in_bundle(pg))
     learner.placement_group = pg
     return RolloutPool(cfg, model_path), learner
@@ -245,5 +259,7 @@ def build_placement(cfg: Config, model_path: str):
     """(engine, learner) for ray.placement."""
     cfg.ray.check()
     if cfg.ray.placement == "colocated":
-        raise NotImplementedError("ray.placement=colocated is not implemented yet; use split")
+        from rlreason.cluster.colocated import build_colocated
+
+        return build_colocated(cfg, model_path)
     return build_split(cfg, model_path)
