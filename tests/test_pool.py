@@ -101,6 +101,29 @@ def test_more_workers_than_a_local_cluster_holds_fails_at_once(cluster):
 
 
 @pytest.mark.slow
+def test_workers_that_disagree_on_the_version_are_an_error(cluster):
+    """The pool's version check, with FAKE worker actors (no vLLM) that report what they are told."""
+    import ray
+
+    from rlreason.cluster.pool import RolloutPool, VersionMismatchError
+
+    @ray.remote(num_cpus=0)
+    class FakeWorker:  # FAKE: a rollout worker that serves a fixed version whatever it is sent
+        def __init__(self, served):
+            self.served = served
+
+        def sync(self, weights, version):
+            return self.served
+
+    path, model_cfg = cluster
+    pool = RolloutPool.__new__(RolloutPool)  # the pool's logic without its vLLM workers
+    pool.cfg, pool.version, pool._weights = pool_cfg(model_cfg), 0, None
+    pool.workers, pool.restarts, pool.events = [FakeWorker.remote(3), FakeWorker.remote(2)], [0, 0], []
+    with pytest.raises(VersionMismatchError, match=r"after the sync to version 3 the rollout workers serve \{0: 3, 1: 2\}"):
+        pool.load_weights({}, 3)
+
+
+@pytest.mark.slow
 def test_a_hung_sync_raises_within_the_timeout(cluster):
     """A real engine actor, slowed by the pool's fault-injection hook: every sync first sleeps 60 s."""
     from rlreason.cluster.pool import RolloutPool, SyncTimeoutError
