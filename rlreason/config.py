@@ -101,6 +101,10 @@ class RolloutConfig:
     kv_cache_gib: float = 1.0
     max_model_len: int = 256
     seed: int = 0
+    # Async mode: the batches of the next N steps are sampled while the learner trains, so a
+    # batch is up to N policy versions old (metrics async/policy_lag_*). 0 = synchronous.
+    # Needs algo.tis_cap, which reweights the stale samples to the current policy.
+    max_staleness: int = 0
 
 
 @dataclass
@@ -417,6 +421,10 @@ def validate(cfg: Config) -> None:
     for key, value in {"task.train_size": cfg.task.train_size, "checkpoint.every": cfg.checkpoint.every, "checkpoint.keep_last": cfg.checkpoint.keep_last}.items():
         if value < 0:
             raise ConfigError(f"key '{key}': must be >= 0, got {value}")
+    if cfg.rollout.max_staleness < 0:
+        raise ConfigError(f"key 'rollout.max_staleness': must be >= 0, got {cfg.rollout.max_staleness}")
+    if cfg.rollout.max_staleness > 0 and cfg.algo.tis_cap is None:
+        raise ConfigError("key 'rollout.max_staleness': async mode samples with an older policy; set algo.tis_cap (e.g. 2.0) to correct for it")
     if cfg.rollout.temperature <= 0:
         raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
 

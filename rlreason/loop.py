@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,13 +59,17 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     groups: list[list[Sample]] = []
     rewards: list[torch.Tensor] = []
     n_scored, failures = 0, []
+    t_generate = t_score = 0.0
     for rnd in range(algo.max_sampling_rounds):
         batch_problems = stream.next_batch(P - len(problems))
         # fixed per (step, round): reproducible; P * G seeds per call, one per sample, never reused
         seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P * ro.group_size
+        t0 = time.time()
         batch_groups = engine.generate([p.prompt for p in batch_problems], ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed)
+        t1 = time.time()
         lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
         r, failed, why = score_groups(cfg, reward_fn, batch_problems, batch_groups)
+        t_generate, t_score = t_generate + t1 - t0, t_score + time.time() - t1
         n_scored, failures = n_scored + failed.numel(), failures + why
         if len(failures) > cfg.scoring.max_error_frac * n_scored:
             raise RewardError(
@@ -81,7 +88,74 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     if not problems:
         r[failed.any(1)] = 0.0
         problems, groups, rewards = batch_problems, batch_groups, [r]
-    return problems, groups, torch.cat(rewards), {"rounds": rnd + 1, "reward_errors": len(failures)}
+    return problems, groups, torch.cat(rewards), {
+        "rounds": rnd + 1, "reward_errors": len(failures), "epoch": stream.epoch, "generate_s": t_generate, "score_s": t_score,
+    }
+
+
+class _OneCallAtATime:
+    """The engine behind a lock: in async mode the rollout thread and the main thread (weight
+    sync, evaluation) share it, and an in-process engine is not thread-safe."""
+
+    def __init__(self, engine):
+        self._engine, self._lock = engine, threading.Lock()
+
+    def generate(self, *args, **kwargs):
+        with self._lock:
+            return self._engine.generate(*args, **kwargs)
+
+    def load_weights(self, *args, **kwargs):
+        with self._lock:
+            return self._engine.load_weights(*args, **kwargs)
+
+    def __getattr__(self, name):  # metrics attributes such as worker_restarts
+        return getattr(self._engine, name)
+
+
+class Rollouts:
+    """Each step's scored batch. rollout.max_staleness = 0: collected when asked for. N > 0
+    (async mode): the batches of the next N steps are sampled and scored in a background
+    thread while the learner trains, so a batch may come from a policy up to N versions old
+    (each Sample carries its version; algo.tis_cap corrects the difference). Batch seeds and
+    prompts are the same as in the synchronous mode; only the sampling policy lags."""
+
+    def __init__(self, cfg: Config, engine, stream: PromptStream, reward_fn, last_step: int):
+        self.cfg, self.stream, self.reward_fn, self.last_step = cfg, stream, reward_fn, last_step
+        self.ahead = cfg.rollout.max_staleness
+        self.engine = _OneCallAtATime(engine) if self.ahead else engine
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rollout") if self.ahead else None
+        self._pending: deque = deque()  # (step, future), oldest first
+        self._before: dict[int, dict] = {}  # step -> the stream's state before its batch was drawn
+        self._lock = threading.Lock()
+
+    def _collect(self, step: int):
+        with self._lock:
+            self._before[step] = self.stream.state_dict()
+        return collect_groups(self.cfg, self.engine, self.stream, self.reward_fn, step)
+
+    def batch(self, step: int):
+        """(problems, groups, rewards (P', G), info) for `step`."""
+        if not self.ahead:
+            return collect_groups(self.cfg, self.engine, self.stream, self.reward_fn, step)
+        nxt = self._pending[-1][0] + 1 if self._pending else step
+        while nxt <= min(step + self.ahead, self.last_step):
+            self._pending.append((nxt, self._pool.submit(self._collect, nxt)))
+            nxt += 1
+        queued, future = self._pending.popleft()
+        assert queued == step, (queued, step)
+        return future.result()
+
+    def stream_state(self, step: int) -> dict:
+        """The sampler state to checkpoint after training on `step`: before step + 1's batch was
+        drawn, so that a resume draws it again (batches in flight are not saved)."""
+        with self._lock:
+            for done in [s for s in self._before if s <= step]:
+                del self._before[done]
+            return self._before.get(step + 1, self.stream.state_dict())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # the batch being sampled finishes first
 
 
 def evaluate(cfg: Config, engine, problems: list[Problem], reward_fn) -> dict:
@@ -126,11 +200,13 @@ def evaluate_sets(cfg: Config, engine, sets) -> dict:
     return out
 
 
-def save_checkpoint(cfg: Config, run_dir: Path, step: int, learner, stream: PromptStream, metrics: MetricsLogger) -> Path:
+def save_checkpoint(
+    cfg: Config, run_dir: Path, step: int, learner, stream: PromptStream, metrics: MetricsLogger, stream_state: dict | None = None
+) -> Path:
     """The whole run state at the end of `step` (see rlreason.checkpoint for the layout)."""
     tmp = checkpoint.begin(run_dir / "checkpoints", step)
     learner.save_checkpoint(str(tmp))  # policy, optimizer, scheduler, learner RNGs, critic, reference
-    state = {"step": step, "policy_version": step, "stream": stream.state_dict(), "finished": step >= cfg.steps}
+    state = {"step": step, "policy_version": step, "stream": stream_state or stream.state_dict(), "finished": step >= cfg.steps}
     checkpoint.write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
     torch.save(checkpoint.rng_state(), tmp / "driver_rng.pt")
     checkpoint.write_text(tmp / "config.yaml", dumps(cfg))
@@ -162,8 +238,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     heldout = all_heldout[: cfg.eval.size]
     stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
-    ro, every = cfg.rollout, cfg.checkpoint.every
-    advantage_fn = ADVANTAGES[cfg.algo.advantage]
+    every = cfg.checkpoint.every
     eval_sets = load_eval_sets(cfg)  # before any work: a missing file or field stops the run here
 
     if resume is None:
@@ -190,10 +265,21 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
         first_step = done + 1
         log.info("resumed from %s at step %d", resume, done)
 
+    rollouts = Rollouts(cfg, engine, stream, reward_fn, cfg.steps)
+    try:
+        return _train(cfg, rollouts, learner, run_dir, metrics, first_step, heldout, eval_fn, eval_sets, should_stop)
+    finally:
+        rollouts.close()
+
+
+def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, first_step, heldout, eval_fn, eval_sets, should_stop) -> dict:
+    """Steps first_step .. cfg.steps: the RL step, top to bottom."""
+    ro, every, engine, stream = cfg.rollout, cfg.checkpoint.every, rollouts.engine, rollouts.stream
+    advantage_fn = ADVANTAGES[cfg.algo.advantage]
     t_checkpoint = 0.0
     for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
-        _, groups, rewards, info = collect_groups(cfg, engine, stream, reward_fn, step)  # rewards (P, G)
+        _, groups, rewards, info = rollouts.batch(step)  # rewards (P, G); sampled ahead in async mode
         t_rollout = time.time()
         advantages = advantage_fn(rewards, cfg.algo.std_eps)  # (P, G)
         batch = make_batch(groups, advantages, pad_id=0)  # padding is masked out; any id works
@@ -215,14 +301,18 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
             "reward/errors": info["reward_errors"],  # samples whose reward failed (their groups sat out)
             "sampling/rounds": info["rounds"],
             "sampling/groups": len(groups),
-            "data/epoch": stream.epoch,
+            "data/epoch": info["epoch"],
+            "async/policy_lag_mean": sum(step - 1 - s.version for g in groups for s in g) / n_samples,  # learner versions behind the sampler
+            "async/policy_lag_max": max(step - 1 - s.version for g in groups for s in g),
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
-            "timing/rollout": t_rollout - t0,  # sampling (all rounds) and scoring
+            "timing/rollout": t_rollout - t0,  # waiting for the batch: sampling (all rounds) and scoring, less what ran ahead
+            "timing/generate": info["generate_s"],  # the engine's time on this batch (in the background in async mode)
+            "timing/score": info["score_s"],
             "timing/batch": t_batch - t_rollout,
             "timing/update": t_update - t_batch,
             "timing/sync": t_sync - t_update,
             "timing/checkpoint": t_checkpoint,  # the save after the previous step (0 if none)
-            "throughput/tokens_per_s": n_tokens / (t_rollout - t0),
+            "throughput/tokens_per_s": n_tokens / max(info["generate_s"], 1e-9),  # sampled tokens per second of generation
             "policy_version": step,
             "rollout/worker_restarts": getattr(engine, "worker_restarts", 0),  # dead rollout workers replaced so far
         }
@@ -236,7 +326,7 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
         t_checkpoint = 0.0
         if step == cfg.steps or stop or (every and step % every == 0):
             t = time.time()
-            save_checkpoint(cfg, run_dir, step, learner, stream, metrics)
+            save_checkpoint(cfg, run_dir, step, learner, stream, metrics, rollouts.stream_state(step))
             t_checkpoint = time.time() - t
         if stop and step < cfg.steps:
             return _result(metrics, run_dir, step, stopped=True)
