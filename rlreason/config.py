@@ -153,7 +153,10 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     grad_clip: float = 1.0
-    micro_batch_size: int = 256  # sequences per forward/backward; gradients accumulate
+    micro_batch_size: int = 256  # at most this many sequences per forward/backward; gradients accumulate
+    # and at most this many tokens, each micro-batch padded to its own longest sequence (rows of
+    # similar length go together); 0 = no token cap
+    micro_batch_tokens: int = 0
 
 
 @dataclass

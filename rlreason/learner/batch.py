@@ -7,6 +7,29 @@ import torch
 from rlreason.types import Batch, Sample
 
 
+def pack_micro_batches(lengths: list[int], idx: torch.Tensor, max_seqs: int, max_tokens: int = 0) -> list[torch.Tensor]:
+    """Split rows `idx` into micro-batches of rows of similar length, longest first: each holds at
+    most `max_seqs` rows and, when max_tokens > 0, at most `max_tokens` tokens once padded to its
+    longest row (a row longer than that goes alone). With `trim`, a micro-batch then costs its
+    own longest row, not the whole batch's."""
+    order = sorted(idx.tolist(), key=lambda i: -lengths[i])  # stable: ties keep their order
+    out: list[list[int]] = []
+    for i in order:
+        cur = out[-1] if out else None
+        if cur is None or len(cur) >= max_seqs or (max_tokens and (len(cur) + 1) * lengths[cur[0]] > max_tokens):
+            out.append([i])
+        else:
+            cur.append(i)
+    return [torch.tensor(c) for c in out]
+
+
+def trim(batch: Batch) -> Batch:
+    """Drop the padding columns that no row of `batch` uses (rows are right-padded)."""
+    n = int(batch.attention_mask.sum(-1).max())
+    return Batch(batch.input_ids[:, :n], batch.attention_mask[:, :n], batch.loss_mask[:, : n - 1],
+                 batch.advantages[:, : n - 1], batch.sample_logprobs[:, : n - 1])
+
+
 def make_batch(groups: list[list[Sample]], advantages: torch.Tensor, pad_id: int) -> Batch:
     """groups: P lists of G samples; advantages: (P, G). Returns a right-padded Batch of P*G rows."""
     samples = [s for g in groups for s in g]

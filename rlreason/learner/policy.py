@@ -28,7 +28,7 @@ from rlreason.algos import (
 )
 from rlreason.checkpoint import fingerprint, rng_state, set_rng_state
 from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig
-from rlreason.learner.batch import sft_batch
+from rlreason.learner.batch import pack_micro_batches, sft_batch, trim
 from rlreason.types import Batch, UpdateStats
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,6 +45,14 @@ def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: 
         return logp, None
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def micro_logprobs(model, batch: Batch, idx: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False):
+    """token_logprobs of rows `idx`, computed on those rows trimmed to their own longest and
+    padded back with zeros to the batch's T: (len(idx), T) each."""
+    logp, entropy = token_logprobs(model, trim(batch.select(idx)), temperature, with_entropy)
+    pad = (0, batch.loss_mask.shape[1] - logp.shape[1])
+    return torch.nn.functional.pad(logp, pad), (torch.nn.functional.pad(entropy, pad) if entropy is not None else None)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_ratio: float) -> float:
@@ -172,9 +180,9 @@ class Learner:
             for mb_idx in perm.chunk(self.algo.minibatches):
                 mb_mask = batch.loss_mask[mb_idx]
                 self.optimizer.zero_grad(set_to_none=True)
-                for idx in mb_idx.split(self.optim_cfg.micro_batch_size):
+                for idx in self._micro_batches(batch, mb_idx):
                     micro = batch.select(idx)
-                    logp, entropy = token_logprobs(self.model, micro, temperature, with_entropy=True)
+                    logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
                     old = logp.detach() if old_logprobs is None else old_logprobs[idx]
                     if epoch == 0:
                         seen_old[idx] = old
@@ -276,12 +284,18 @@ class Learner:
         self.critic_optimizer.step()
         return loss_sum, clip_sum
 
+    def _micro_batches(self, batch: Batch, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Rows of similar length together, at most optim.micro_batch_size rows and (when set)
+        optim.micro_batch_tokens padded tokens each: no micro-batch pads to the batch's longest."""
+        lengths = batch.attention_mask.sum(-1).tolist()
+        return pack_micro_batches(lengths, idx, self.optim_cfg.micro_batch_size, self.optim_cfg.micro_batch_tokens)
+
     @torch.no_grad()
     def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
-        parts = []
-        for idx in torch.arange(len(batch)).split(self.optim_cfg.micro_batch_size):
-            parts.append(token_logprobs(model, batch.select(idx), temperature)[0])
-        return torch.cat(parts)
+        out = torch.zeros_like(batch.loss_mask)
+        for idx in self._micro_batches(batch, torch.arange(len(batch))):
+            out[idx] = micro_logprobs(model, batch, idx, temperature)[0]
+        return out
 
     @staticmethod
     def _check_finite(x: torch.Tensor, where: str) -> None:
