@@ -26,23 +26,45 @@ from rlreason.data.dataset_task import build_task
 from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
-from rlreason.rewards import RewardError, prepare_rewards, resolve_reward, reward_names, score_parallel
+from rlreason.rewards import RewardError, ScoringPool, Scores, prepare_rewards, resolve_reward, reward_names, score_parallel
 from rlreason.types import Problem, Sample
 
 log = logging.getLogger(__name__)
 
 
-def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[list[Sample]]):
-    """Rewards (P, G): sample j of problem i scored against problem i's answer, rows in parallel.
-    Also returns a (P, G) bool mask of the samples whose reward failed (they score 0) and the
-    failures as 'row i (prompt ...): why'."""
+def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[list[Sample]], scores: Scores | None = None):
+    """Rewards (P, G): sample j of problem i scored against problem i's answer, rows in parallel
+    (or `scores`, already computed, row-major). Also returns a (P, G) bool mask of the samples
+    whose reward failed (they score 0) and the failures as 'row i (prompt ...): why'."""
     pairs = [(p, s) for p, g in zip(problems, groups, strict=True) for s in g]
-    scores = score_parallel(
-        reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs], cfg.scoring.workers
-    )
+    if scores is None:
+        scores = score_parallel(
+            reward_fn, [p.prompt for p, _ in pairs], [s.text for _, s in pairs], [p.answer for p, _ in pairs], cfg.scoring.workers
+        )
     failed = [f"row {i} (prompt {pairs[i][0].prompt[:80]!r}): {e}" for i, e in enumerate(scores.errors) if e is not None]
     shape = (len(problems), -1)
     return torch.tensor(scores.values).view(shape), torch.tensor([e is not None for e in scores.errors]).view(shape), failed
+
+
+def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], n, temperature, top_p, max_tokens, seed):
+    """Sample G completions per problem and score them: (groups, (rewards, failed, why) as
+    score_groups, seconds until the last group was sampled). An engine that streams (generate_stream) has each group scored as soon as it
+    is sampled, while the rest are still generating."""
+    t0, prompts = time.time(), [p.prompt for p in problems]
+    stream = getattr(engine, "generate_stream", None)
+    if stream is None:
+        groups = engine.generate(prompts, n, temperature, top_p, max_tokens, seed)
+        generate_s = time.time() - t0
+        return groups, score_groups(cfg, reward_fn, problems, groups), generate_s
+    pool, groups = ScoringPool(reward_fn, cfg.scoring.workers), [None] * len(problems)
+    for chunk in stream(prompts, n, temperature, top_p, max_tokens, seed):
+        for i, group in chunk:
+            groups[i] = group
+            for j, s in enumerate(group):
+                pool.submit((i, j), problems[i].prompt, s.text, problems[i].answer)
+    generate_s = time.time() - t0
+    scores = pool.scores([(i, j) for i, g in enumerate(groups) for j in range(len(g))])
+    return groups, score_groups(cfg, reward_fn, problems, groups, scores), generate_s
 
 
 def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: int):
@@ -65,11 +87,12 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
         # fixed per (step, round): reproducible; P * G seeds per call, one per sample, never reused
         seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P * ro.group_size
         t0 = time.time()
-        batch_groups = engine.generate([p.prompt for p in batch_problems], ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed)
-        t1 = time.time()
+        batch_groups, (r, failed, why), generate_s = generate_and_score(
+            cfg, engine, reward_fn, batch_problems, ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed
+        )
+        # scoring that overlapped a streamed generation is not counted again
+        t_generate, t_score = t_generate + generate_s, t_score + time.time() - t0 - generate_s
         lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
-        r, failed, why = score_groups(cfg, reward_fn, batch_problems, batch_groups)
-        t_generate, t_score = t_generate + t1 - t0, t_score + time.time() - t1
         n_scored, failures = n_scored + failed.numel(), failures + why
         if len(failures) > cfg.scoring.max_error_frac * n_scored:
             raise RewardError(
@@ -99,6 +122,8 @@ class _OneCallAtATime:
 
     def __init__(self, engine):
         self._engine, self._lock = engine, threading.Lock()
+        if hasattr(engine, "generate_stream"):  # stream only when the engine does
+            self.generate_stream = self._generate_stream
 
     def generate(self, *args, **kwargs):
         with self._lock:
@@ -107,6 +132,10 @@ class _OneCallAtATime:
     def load_weights(self, *args, **kwargs):
         with self._lock:
             return self._engine.load_weights(*args, **kwargs)
+
+    def _generate_stream(self, *args, **kwargs):
+        with self._lock:
+            yield from self._engine.generate_stream(*args, **kwargs)
 
     def __getattr__(self, name):  # metrics attributes such as worker_restarts
         return getattr(self._engine, name)

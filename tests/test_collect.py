@@ -48,7 +48,7 @@ def test_no_filter_is_one_round_and_overlong_shaping_applies():
     cfg = load_config(None, ["rollout.prompts_per_step=3", "rollout.group_size=2", "rollout.max_tokens=5", "algo.overlong_buffer=2"])
     engine = FakeEngine()
     problems, _, rewards, info = collect_groups(cfg, engine, PromptStream(AdditionTask(3), seed=0), reward, step=2)
-    assert info == {"rounds": 1, "reward_errors": 0} and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3 * 2
+    assert (info["rounds"], info["reward_errors"], info["epoch"]) == (1, 0, 0) and len(problems) == 3 and engine.calls[0][1] == cfg.rollout.seed + 2 * 3 * 2
     # lengths 3 and 4 with L_max 5, buffer 2: penalties 0 and (3 - 4)/2 = -0.5
     base = torch.tensor([[float(p.meta["a"] % 2 == 0), 0.0] for p in problems])
     assert torch.equal(rewards, base + torch.tensor([[0.0, -0.5]] * 3))
@@ -87,3 +87,24 @@ def test_a_failing_reward_drops_its_group_and_is_counted():
     strict = load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=2", "scoring.max_error_frac=0.0"])
     with pytest.raises(RewardError, match=r"failed on \d+ of 16 samples.*row \d+ \(prompt '1.*no tests for this row"):
         collect_groups(strict, FakeEngine(), PromptStream(AdditionTask(3), seed=0), flaky, step=1)
+
+
+class FakeStreamingEngine(FakeEngine):
+    """Not vLLM: FakeEngine's groups, streamed in scrambled chunks (as requests finish)."""
+
+    def generate_stream(self, prompts, n, temperature, top_p, max_tokens, seed):
+        groups = self.generate(prompts, n, temperature, top_p, max_tokens, seed)
+        order = list(range(len(groups)))[::-1]
+        for k in range(0, len(order), 2):
+            yield [(i, groups[i]) for i in order[k : k + 2]]
+
+
+def test_streamed_groups_are_scored_in_prompt_order():
+    """Scoring as groups arrive (any order) gives what scoring after the whole batch gives."""
+    cfg = load_config(None, ["rollout.prompts_per_step=5", "rollout.group_size=2", "algo.group_filter=mixed", "algo.max_sampling_rounds=3"])
+    plain = collect_groups(cfg, FakeEngine(), PromptStream(AdditionTask(3), seed=0), reward, step=1)
+    streamed = collect_groups(cfg, FakeStreamingEngine(), PromptStream(AdditionTask(3), seed=0), reward, step=1)
+    assert [p.prompt for p in streamed[0]] == [p.prompt for p in plain[0]]
+    assert [[s.text for s in g] for g in streamed[1]] == [[s.text for s in g] for g in plain[1]]
+    assert torch.equal(streamed[2], plain[2]) and streamed[3]["rounds"] == plain[3]["rounds"]
+    assert streamed[3]["generate_s"] >= 0 and streamed[3]["score_s"] >= 0

@@ -53,6 +53,23 @@ def workers(tiny_model_dir, tmp_path_factory):
     ray.shutdown()
 
 
+def test_streamed_generation_is_the_same_samples(workers):
+    """generate_stream (a Ray streaming generator over vLLM's engine steps) yields every group,
+    each once, equal to generate's with the same seed."""
+    _, _, engine, _ = workers
+    prompts = ["347+586>", "12+34>", "999+1>", "5+5>", "100+200>"]
+    whole = engine.generate(prompts, 3, 1.0, 1.0, 16, seed=11)
+    got = {}
+    for chunk in engine.generate_stream(prompts, 3, 1.0, 1.0, 16, seed=11):
+        for i, group in chunk:
+            assert i not in got
+            got[i] = group
+    assert sorted(got) == list(range(len(prompts)))
+    assert [[(s.completion_ids, s.logprobs) for s in got[i]] for i in range(len(prompts))] == [
+        [(s.completion_ids, s.logprobs) for s in g] for g in whole
+    ]
+
+
 def test_sync_makes_engine_fresh(workers):
     """After a sync, vLLM's fp32 logprobs for fixed tokens equal the learner's within 1e-4."""
     cfg, learner, engine, _ = workers

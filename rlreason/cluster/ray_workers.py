@@ -101,6 +101,12 @@ class RayEngine:
     def generate(self, prompts, n, temperature, top_p, max_tokens, seed) -> list[list[Sample]]:
         return ray.get(self.actor.generate.remote(prompts, n, temperature, top_p, max_tokens, seed))
 
+    def generate_stream(self, prompts, n, temperature, top_p, max_tokens, seed):
+        """generate as a Ray streaming generator: [(prompt index, group), ...] as requests finish."""
+        refs = self.actor.generate_stream.options(num_returns="streaming").remote(prompts, n, temperature, top_p, max_tokens, seed)
+        for ref in refs:
+            yield ray.get(ref)
+
     def load_weights(self, weights, version: int) -> int:
         return ray.get(self.actor.load_weights.remote(weights, version))
 

@@ -153,6 +153,26 @@ def _score_row(fn: RewardFn, prompt: str, completion: str, answer: str) -> tuple
     return r, None
 
 
+class ScoringPool:
+    """Rows scored as they arrive (streamed generation): submit(key, prompt, completion, answer)
+    as each row is sampled, then scores(keys) waits for those rows, in that order. Like
+    score_parallel, a row whose reward raises scores 0.0 with the reason in Scores.errors."""
+
+    def __init__(self, fn: RewardFn, max_workers: int = 8):
+        self.fn, self._futures = fn, {}
+        self._ex = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="reward")
+
+    def submit(self, key, prompt: str, completion: str, answer: str) -> None:
+        self._futures[key] = self._ex.submit(_score_row, self.fn, prompt, completion, answer)
+
+    def scores(self, keys: list) -> Scores:
+        try:
+            values, errors = zip(*(self._futures[k].result() for k in keys)) if keys else ((), ())
+        finally:
+            self._ex.shutdown(wait=False, cancel_futures=True)
+        return Scores(list(values), list(errors))
+
+
 def score_parallel(
     fn: RewardFn,
     prompts: list[str],

@@ -60,39 +60,52 @@ class VLLMEngine:
         )
         self.version = 0
 
-    def generate(
-        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int
-    ) -> list[list[Sample]]:
+    def _params(self, n_prompts: int, n: int, temperature: float, top_p: float, max_tokens: int, seed: int):
         from vllm import SamplingParams
 
         # One seed per request, so a prompt's samples do not depend on its batch neighbours.
         # vLLM gives sample j of a request seed + j: requests are spaced n apart, so every
-        # sample of the call has its own seed (seed .. seed + len(prompts) * n - 1).
-        params = [
-            SamplingParams(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed + i * n
-            )
-            for i in range(len(prompts))
+        # sample of the call has its own seed (seed .. seed + n_prompts * n - 1).
+        return [
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed + i * n)
+            for i in range(n_prompts)
         ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        groups = []
-        for out in outputs:
-            group = []
-            for c in out.outputs:
-                ids = list(c.token_ids)
-                logprobs = [lp[t].logprob for lp, t in zip(c.logprobs, ids)] if c.logprobs else [0.0] * len(ids)
-                group.append(
-                    Sample(
-                        prompt_ids=list(out.prompt_token_ids),
-                        completion_ids=ids,
-                        text=c.text,
-                        logprobs=logprobs,
-                        finish_reason=str(c.finish_reason),
-                        version=self.version,
-                    )
+
+    def _group(self, out) -> list[Sample]:
+        group = []
+        for c in out.outputs:
+            ids = list(c.token_ids)
+            logprobs = [lp[t].logprob for lp, t in zip(c.logprobs, ids)] if c.logprobs else [0.0] * len(ids)
+            group.append(
+                Sample(
+                    prompt_ids=list(out.prompt_token_ids),
+                    completion_ids=ids,
+                    text=c.text,
+                    logprobs=logprobs,
+                    finish_reason=str(c.finish_reason),
+                    version=self.version,
                 )
-            groups.append(group)
-        return groups
+            )
+        return group
+
+    def generate(
+        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int
+    ) -> list[list[Sample]]:
+        outputs = self.llm.generate(prompts, self._params(len(prompts), n, temperature, top_p, max_tokens, seed), use_tqdm=False)
+        return [self._group(out) for out in outputs]
+
+    def generate_stream(self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int):
+        """generate, yielding [(prompt index, group), ...] as requests finish (each engine step's),
+        so that scoring can start before the slowest completion is done. The same requests and
+        seeds as generate: the same samples."""
+        ids = self.llm.enqueue(prompts, self._params(len(prompts), n, temperature, top_p, max_tokens, seed), use_tqdm=False)
+        # enqueue returns vLLM's internal ids ('<ours>-<8 random chars>'); outputs carry ours
+        index = {rid.rsplit("-", 1)[0]: i for i, rid in enumerate(ids)}
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            done = [(index[out.request_id], self._group(out)) for out in engine.step() if out.finished]
+            if done:
+                yield done
 
     def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
         items = weights.items() if isinstance(weights, dict) else weights
