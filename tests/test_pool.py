@@ -223,6 +223,27 @@ def test_a_worker_killed_mid_generate_is_replaced_and_the_samples_do_not_change(
 
 
 @pytest.mark.slow
+def test_streamed_generate_survives_a_kill_and_sends_each_group_once(synced):
+    """generate_stream: groups arrive as workers finish them; a worker killed mid-stream is
+    replaced, its shard re-run, and no group is sent twice or lost: the samples of one engine."""
+    learner, one, two, handle, reference = synced
+    long_prompts = PROMPTS * 8
+    expected = one.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    restarts = two.restarts[1]
+    thread = kill_soon(two, 1, 0.3)
+    got, chunks = {}, 0
+    for chunk in two.generate_stream(long_prompts, 4, 1.0, 1.0, 24, seed=100):
+        chunks += 1
+        for i, group in chunk:
+            assert i not in got
+            got[i] = group
+    thread.join()
+    assert two.restarts[1] == restarts + 1 and two.events[-1]["during"] == "generate"
+    assert sorted(got) == list(range(len(long_prompts))) and chunks >= 2  # at least one chunk per worker
+    assert flat([got[i] for i in range(len(long_prompts))]) == flat(expected)
+
+
+@pytest.mark.slow
 def test_restarts_are_capped_with_an_error_naming_the_worker(synced):
     from rlreason.cluster.pool import WorkerRestartsExceeded
 

@@ -169,6 +169,42 @@ class RolloutPool:
             raise VersionMismatchError(f"samples of policy versions {sorted(stale)} in a batch that should all be version {self.version}")
         return groups
 
+    def generate_stream(self, prompts, n, temperature, top_p, max_tokens, seed):
+        """generate, yielding [(prompt index, group), ...] as each worker's requests finish (Ray
+        streaming generators), so that scoring starts before the slowest shard is done. A worker
+        that dies mid-stream is replaced and its shard re-run; the groups it had already sent are
+        not sent again (the re-run samples them identically: same seeds, same weights)."""
+        bounds = {k: (s, e) for k, (s, e) in enumerate(split_shards(len(prompts), len(self.workers))) if e > s}
+
+        def submit(k):
+            s, e = bounds[k]
+            return self.workers[k].generate_stream.options(num_returns="streaming").remote(
+                prompts[s:e], n, temperature, top_p, max_tokens, seed + s * n
+            )
+
+        pending, sent = {submit(k): k for k in bounds}, set()
+        while pending:
+            (stream,), _ = ray.wait(list(pending), num_returns=1)
+            k = pending[stream]
+            try:
+                chunk = ray.get(next(stream))
+            except StopIteration:
+                del pending[stream]
+                continue
+            except RayActorError as e:
+                del pending[stream]
+                self._replace(k, "generate", e)
+                pending[submit(k)] = k
+                continue
+            first = bounds[k][0]
+            out = [(first + i, g) for i, g in chunk if first + i not in sent]
+            stale = {s.version for _, g in out for s in g} - {self.version}
+            if stale:
+                raise VersionMismatchError(f"samples of policy versions {sorted(stale)} in a batch that should all be version {self.version}")
+            sent.update(i for i, _ in out)
+            if out:
+                yield out
+
     def load_weights(self, weights, version: int) -> int:
         """Every worker loads `weights` (a transport handle); all must then serve `version`."""
         self._weights, self.version = weights, version
