@@ -157,6 +157,10 @@ class OptimConfig:
     # and at most this many tokens, each micro-batch padded to its own longest sequence (rows of
     # similar length go together); 0 = no token cap
     micro_batch_tokens: int = 0
+    gradient_checkpointing: bool = False  # recompute activations in backward (transformers'): less memory, more time
+    # FSDP2 learner ranks on GPUs (ray.learner_workers > 1): the dtype layers compute in (params are
+    # kept in model.dtype, gradients reduced in float32); '' = model.dtype. Ignored on CPU.
+    mixed_precision: str = "bfloat16"
 
 
 @dataclass
@@ -207,6 +211,9 @@ class RayConfig:
     # placement groups; 'colocated': one actor holds the learner and the engine.
     placement: str = "split"
     rollout_workers: int = 1  # vLLM engine actors; prompts are sharded across them
+    # learner ranks (split placement): > 1 = FSDP2 data parallelism, one actor and bundle of
+    # learner_cpus / learner_gpus each (rlreason.cluster.learner_group); 1 = one plain process
+    learner_workers: int = 1
     sync_timeout_s: float = 600.0  # a weight sync slower than this is an error, not a hang
     max_worker_restarts: int = 3  # per rollout worker, over the run; one more death is an error
     sync_bucket_mb: float = 64.0  # weights travel to the engines in buckets of about this size
@@ -218,7 +225,9 @@ class RayConfig:
             raise ConfigError(f"key 'ray.placement': unknown value {self.placement!r}; choose one of ['split', 'colocated']")
         if self.placement == "colocated" and self.rollout_workers != 1:
             raise ConfigError(f"key 'ray.rollout_workers': colocated placement has one engine, got {self.rollout_workers}")
-        for key in ("rollout_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
+        if self.placement == "colocated" and self.learner_workers != 1:
+            raise ConfigError(f"key 'ray.learner_workers': colocated placement has one learner, got {self.learner_workers}")
+        for key in ("rollout_workers", "learner_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"key 'ray.{key}': must be > 0, got {getattr(self, key)}")
         if self.max_worker_restarts < 0:

@@ -40,7 +40,7 @@ def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: 
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    logp = logp_all.gather(-1, batch.input_ids[:, 1:, None].to(logits.device)).squeeze(-1)
     if not with_entropy:
         return logp, None
     entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -67,6 +67,10 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
 
 
 class Learner:
+    # data-parallel rank and number of ranks: rlreason.learner.fsdp.FSDPLearner sets them and
+    # overrides the hooks below (_wrap ... _reduce_stats); one process owns the whole batch
+    rank, world = 0, 1
+
     def __init__(
         self,
         model: str,
@@ -86,6 +90,9 @@ class Learner:
         self.algo, self.optim_cfg, self.model_path, self.dtype = algo, optim, model, _DTYPES[dtype]
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[dtype])
+        if optim.gradient_checkpointing:  # recompute each layer's activations in backward: memory for time
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model = self._wrap(self.model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.ref = None
         self.ref_identity: dict | None = None  # {'source': 'base' | 'snapshot', 'sha256': ...}
@@ -130,15 +137,18 @@ class Learner:
         for step in range(cfg.steps):
             idx = torch.randint(len(encoded), (cfg.batch_size,), generator=self.generator)
             batch = sft_batch([encoded[i] for i in idx], self.pad_id)
-            logp, _ = token_logprobs(self.model, batch)
-            loss = -masked_mean(logp, batch.loss_mask)
+            rows, real = self._rank_rows(len(batch))  # one process: every row
+            part = self._on_device(batch.select(rows))
+            logp, _ = token_logprobs(self.model, part)
+            loss = -masked_mean(logp, part.loss_mask)
             self._check_finite(loss, f"warm-start step {step}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            weight = part_weight(part.loss_mask, batch.loss_mask.to(part.loss_mask.device), "token_mean") * real
+            (loss * weight).backward()  # the ranks' parts add up to the batch's token mean
+            self._clip_grads(self.model.parameters(), 1.0)
             opt.step()
             sched.step()
-            losses.append(loss.item())
+            losses.append(self._reduce_stats({"loss": loss.item() * weight.item()}, None)[0]["loss"])
         if self.algo.kl_coef > 0:
             self.make_reference()
         return {"warm_start/loss_first": losses[0], "warm_start/loss_last": losses[-1], "timing/warm_start": time.time() - t0}
@@ -180,17 +190,17 @@ class Learner:
             for mb_idx in perm.chunk(self.algo.minibatches):
                 mb_mask = batch.loss_mask[mb_idx]
                 self.optimizer.zero_grad(set_to_none=True)
-                for idx in self._micro_batches(batch, mb_idx):
+                for idx, real in self._rank_micro_batches(batch, mb_idx):  # real=0: a rank's padding
                     micro = batch.select(idx)
                     logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
                     old = logp.detach() if old_logprobs is None else old_logprobs[idx]
-                    if epoch == 0:
+                    if epoch == 0 and real:
                         seen_old[idx] = old
                     advantages = micro.advantages
                     if self.algo.tis_cap is not None:  # correct for sampling with vLLM's slightly different policy
                         tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
                         advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
-                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * part_weight(micro.loss_mask, mb_mask, "token_mean").item()
+                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
                     pg_loss, pg_stats = self.policy_loss(
                         logp, old, advantages, micro.loss_mask,
                         self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
@@ -204,7 +214,7 @@ class Learner:
                         loss = loss + self.algo.kl_coef * kl
                     self._check_finite(loss, "RL update")
                     # micro-batches add up to the minibatch's aggregate, whatever the mode
-                    weight = part_weight(micro.loss_mask, mb_mask, self.agg)
+                    weight = part_weight(micro.loss_mask, mb_mask, self.agg) * real
                     (loss * weight).backward()
                     w = weight.item()
                     sums["loss"] += loss.item() * w
@@ -212,7 +222,7 @@ class Learner:
                     sums["kl"] += kl.item() * w
                     sums["clip_frac"] += pg_stats["clip_frac"].item() * w
                     sums["entropy"] += masked_mean(entropy.detach(), micro.loss_mask).item() * w
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+                grad_norm = self._clip_grads(self.model.parameters(), self.optim_cfg.grad_clip)
                 self._check_finite(grad_norm, "RL update (gradient norm)")
                 self.optimizer.step()
                 sums["grad_norm"] += grad_norm.item()
@@ -222,6 +232,7 @@ class Learner:
                     sums["value_clip_frac"] += value_clip
                 n_steps += 1
         self.scheduler.step()
+        sums, seen_old = self._reduce_stats(sums, seen_old)
         mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, batch.loss_mask).items()}
         return UpdateStats(
             loss=sums["loss"] / n_steps,
@@ -289,6 +300,39 @@ class Learner:
         optim.micro_batch_tokens padded tokens each: no micro-batch pads to the batch's longest."""
         lengths = batch.attention_mask.sum(-1).tolist()
         return pack_micro_batches(lengths, idx, self.optim_cfg.micro_batch_size, self.optim_cfg.micro_batch_tokens)
+
+    # ---- data-parallel hooks: one process here; rlreason.learner.fsdp.FSDPLearner overrides them ----
+    def _wrap(self, model):
+        """The model as this learner trains it (FSDP: sharded)."""
+        return model
+
+    def _on_device(self, batch: Batch) -> Batch:
+        return batch
+
+    def _load_model_state(self, model, state_dict: dict) -> None:
+        """Load a full (unsharded) state dict into `model`."""
+        model.load_state_dict(state_dict)
+
+    def _load_optimizer_state(self, state: dict) -> None:
+        """Load the optimizer's state_dict() as torch writes it (parameters numbered in model order)."""
+        self.optimizer.load_state_dict(state)
+
+    def _rank_rows(self, n: int) -> tuple[torch.Tensor, float]:
+        """This rank's rows of an n-row batch, and 1.0 (0.0: none of its own, a padding row)."""
+        return torch.arange(n), 1.0
+
+    def _rank_micro_batches(self, batch: Batch, idx: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+        """This rank's micro-batches of rows `idx`, each with 1.0, or 0.0 for padding (every rank
+        must run as many forward/backward passes as the others)."""
+        return [(i, 1.0) for i in self._micro_batches(batch, idx)]
+
+    def _clip_grads(self, params, max_norm: float) -> torch.Tensor:
+        """Clip to the global gradient norm; returns it (before clipping)."""
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def _reduce_stats(self, sums: dict, seen_old: torch.Tensor | None) -> tuple[dict, torch.Tensor | None]:
+        """Sum the ranks' shares of the update's statistics; one process: as they are."""
+        return sums, seen_old
 
     @torch.no_grad()
     def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
@@ -361,9 +405,9 @@ class Learner:
         from transformers import AutoModelForCausalLM
 
         p = Path(path)
-        self.model.load_state_dict(AutoModelForCausalLM.from_pretrained(p / "policy", dtype=self.dtype).state_dict())
+        self._load_model_state(self.model, AutoModelForCausalLM.from_pretrained(p / "policy", dtype=self.dtype).state_dict())
         state = torch.load(p / "learner.pt", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         step = self.scheduler.last_epoch
         self.scheduler.base_lrs = [self.optim_cfg.lr for _ in self.optimizer.param_groups]
@@ -383,6 +427,7 @@ class Learner:
         self.ref = None
         if self.ref_identity is not None:
             source = p / "reference" if self.ref_identity["source"] == "snapshot" else self.model_path
-            self.ref = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype).eval().requires_grad_(False)
-            if fingerprint(self.ref.state_dict()) != self.ref_identity["sha256"]:
+            ref = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype)
+            if fingerprint(ref.state_dict()) != self.ref_identity["sha256"]:
                 raise ValueError(f"{p}: the KL reference loaded from {source} is not the one the run used (sha256 differs)")
+            self.ref = self._wrap(ref).eval().requires_grad_(False)
