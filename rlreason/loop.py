@@ -48,8 +48,9 @@ def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[l
 
 def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], n, temperature, top_p, max_tokens, seed):
     """Sample G completions per problem and score them: (groups, (rewards, failed, why) as
-    score_groups, seconds until the last group was sampled). An engine that streams (generate_stream) has each group scored as soon as it
-    is sampled, while the rest are still generating."""
+    score_groups returns them, seconds until the last group was sampled). With an engine that
+    streams (generate_stream), each group is scored as soon as it is sampled, while the rest
+    are still generating."""
     t0, prompts = time.time(), [p.prompt for p in problems]
     stream = getattr(engine, "generate_stream", None)
     if stream is None:
