@@ -91,7 +91,9 @@ def test_assert_style_pass_and_fail(reward):
 def test_assert_style_timeout(quick):
     result = quick.evaluate("import time\ndef add(a, b):\n    time.sleep(60)\n", ADD)
     assert result.status == "timeout" and "deadline" in result.detail
-    result = quick.evaluate("def add(a, b):\n    while True: pass\n", ADD)
+    # a long wall deadline, so that the CPU limit ends the busy loop even on a loaded machine
+    cpu_bound = CodeReward(quick.sandbox, limits=Limits(wall_s=60, cpu_s=1))
+    result = cpu_bound.evaluate("def add(a, b):\n    while True: pass\n", ADD)
     assert result.status == "timeout" and "CPU" in result.detail
     assert quick("p", "def add(a, b):\n    while True: pass\n", ADD) == 0.0
 
