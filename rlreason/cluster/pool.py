@@ -285,8 +285,13 @@ def build_split(cfg: Config, model_path: str) -> tuple[RolloutPool, RayLearner]:
     """The split layout: the learner alone in one placement group, the rollout pool in another,
     weights through the object store in buckets of ray.sync_bucket_mb."""
     cfg.ray.check()
-    pg = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)], "the learner")
-    learner = RayLearner(cfg, model_path, transport=make_transport("split", cfg.ray.sync_bucket_mb), options=_in_bundle(pg))
+    pg = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)] * cfg.ray.learner_workers, "the learner")
+    transport = make_transport("split", cfg.ray.sync_bucket_mb)
+    if cfg.ray.learner_workers > 1:  # FSDP2 ranks, one bundle each (rlreason.cluster.learner_group)
+        from rlreason.cluster.learner_group import LearnerGroup
+
+        return RolloutPool(cfg, model_path), LearnerGroup(cfg, model_path, transport, pg)
+    learner = RayLearner(cfg, model_path, transport=transport, options=_in_bundle(pg))
     learner.placement_group = pg
     return RolloutPool(cfg, model_path), learner
 

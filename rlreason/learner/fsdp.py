@@ -133,6 +133,22 @@ class FSDPLearner(Learner):
         padding = micro[-1][0] if micro else idx[:1]  # its shortest micro-batch (or any row), weight 0
         return micro + [(padding, 0.0)] * (n - len(micro))
 
+    @staticmethod
+    def _reshard(model) -> None:
+        """Free the gathered parameters a forward without backward leaves (FSDP keeps the root's
+        unsharded after forward, for the backward that usually follows)."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in model.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
+
+    @torch.no_grad()
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        out = super().sequence_logprobs(token_ids)  # a sharded forward: every rank runs it
+        self._reshard(self.model)
+        return out
+
     @torch.no_grad()
     def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
         from rlreason.learner.policy import micro_logprobs
@@ -143,6 +159,7 @@ class FSDPLearner(Learner):
                 out[idx] = micro_logprobs(model, batch, idx, temperature)[0]
             else:
                 micro_logprobs(model, batch, idx, temperature)  # the others' collectives need this pass
+        self._reshard(model)
         return self._all_sum(out)
 
     # ---- reductions ----
@@ -186,6 +203,7 @@ class FSDPLearner(Learner):
 
     def _full_state(self, model, everywhere: bool = False) -> dict[str, torch.Tensor]:
         """The model's full state dict on CPU: on every rank (`everywhere`), else on rank 0 only ({} elsewhere)."""
+        self._reshard(model)
         out = {}
         for name, value in model.state_dict().items():
             t = _full(value)  # every rank gathers, tensor by tensor
@@ -201,6 +219,7 @@ class FSDPLearner(Learner):
     def weight_buckets(self, bucket_mb: float):
         """Rank 0: Learner.weight_buckets of the full tensors. Other ranks must run gather_weights
         at the same time (their share of each gather)."""
+        self._reshard(self.model)
         limit, bucket, size = bucket_mb * 2**20, [], 0
         for name, value in self.model.state_dict().items():
             tensor = _full(value)
@@ -265,6 +284,7 @@ class FSDPLearner(Learner):
     def _load_model_state(self, model, state_dict: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+        self._reshard(model)
         set_model_state_dict(model, state_dict, options=StateDictOptions(full_state_dict=True))
 
     def _load_optimizer_state(self, state: dict) -> None:
