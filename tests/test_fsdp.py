@@ -87,6 +87,13 @@ def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, t
         assert_same_weights(weights_of(group), single.weights(), single.start)
         ids = [10, 11, 12, 13, 14, 2]
         assert max(abs(x - y) for x, y in zip(group.sequence_logprobs(ids), single.sequence_logprobs(ids))) < 1e-5
+
+        # a NaN in one rank's rows: every rank raises (none hangs in a collective), weights unchanged
+        before = weights_of(group)
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            group.update(batch_of_five((float("nan"), 1.0, 1.0, 1.0, 1.0)), 1.0)
+        after = weights_of(group)
+        assert all(torch.equal(v, after[k]) for k, v in before.items())
     finally:
         group.shutdown()
 

@@ -31,7 +31,11 @@ class LearnerGroup:
         from rlreason.cluster.pool import _bundle, _in_bundle, _placement_group
         from rlreason.learner.fsdp import FSDPLearner, free_address
 
+        from rlreason.config import ConfigError
+
         m = cfg.ray.learner_workers
+        if cfg.critic.enabled:
+            raise ConfigError("key 'critic.enabled': PPO's critic needs one learner process; set ray.learner_workers=1")
         self.transport, self.world = transport, m
         if placement_group is None:
             placement_group = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)] * m, "the learner ranks")
