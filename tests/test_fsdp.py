@@ -71,11 +71,13 @@ def weights_of(group):
     return ray.get(group.weights())
 
 
-def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, tiny_model_dir):
+def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, tiny_model_dir, tmp_path):
     """On-policy PPO (token mean), micro-batches of one row (rank 0 runs 3, rank 1 pads its 2 to
-    3): the warm start's losses, then two updates' statistics and weights, equal one process's."""
+    3), KL to the warm-started snapshot: the warm start's losses, then two updates' statistics and
+    weights, equal one process's; the snapshot reference checkpoints and loads in one process."""
     path, model_cfg = tiny_model_dir
-    group, single = group_and_single(path, model_cfg, AlgoConfig(entropy_coef=0.01), OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1))
+    algo = AlgoConfig(entropy_coef=0.01, kl_coef=0.05)
+    group, single = group_and_single(path, model_cfg, algo, OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1))
     try:
         pairs = [("12+34>", "2+4+0=6;1+3+0=4;=46"), ("5+7>", "5+7+0=12;=12"), ("1+1>", "1+1+0=2;=2")]
         ws = WarmStartConfig(steps=3, batch_size=3, lr=3e-3, warmup_steps=1)
@@ -94,6 +96,12 @@ def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, t
             group.update(batch_of_five((float("nan"), 1.0, 1.0, 1.0, 1.0)), 1.0)
         after = weights_of(group)
         assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+        group.save_checkpoint(str(tmp_path / "snap"))  # reference/ written by rank 0, its sha256 checked on load
+        fresh = Learner(str(path), algo, OptimConfig(lr=1e-2, warmup_steps=1), threads=1, total_steps=10)
+        fresh.load_checkpoint(str(tmp_path / "snap"))
+        assert fresh.ref_identity["source"] == "snapshot" and (tmp_path / "snap" / "reference" / "model.safetensors").exists()
+        assert_same_stats(fresh.update(batch_of_five(), 1.0), group.update(batch_of_five(), 1.0))
     finally:
         group.shutdown()
 
