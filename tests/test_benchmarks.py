@@ -1,0 +1,78 @@
+"""The accounting of benchmarks/trl_bench.py (pure code, no Ray, vLLM or TRL run): evaluation
+time is kept off the RL clock, and the step breakdowns add up. Timings are never asserted."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_path = Path(__file__).resolve().parents[1] / "benchmarks" / "trl_bench.py"
+_spec = importlib.util.spec_from_file_location("trl_bench", _path)
+trl_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(trl_bench)
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_clock_keeps_evaluations_off_the_rl_clock(monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(trl_bench.time, "perf_counter", fake.perf_counter)
+    spec = {"eval_every": 2, "steps": 4, "target": 0.5, "max_minutes": 10}
+    clock = trl_bench.Clock(spec)
+    accuracies = iter([0.1, 0.4, 0.6])
+
+    def evaluate():  # each evaluation takes 7 s of wall time
+        fake.now += 7.0
+        return next(accuracies)
+
+    assert not clock.mark(0, evaluate)  # the warm-started model; the clock starts after it
+    for step in (1, 2, 3, 4):
+        fake.now += 3.0  # a 3 s RL step
+        clock.mark(step, evaluate)
+    s = clock.summary()
+    assert s["step_s"] == {1: 3.0, 2: 3.0, 3: 3.0, 4: 3.0}
+    assert s["rl_s_total"] == 12.0
+    assert s["eval_s_total"] == 21.0
+    assert (s["target_step"], s["time_to_target_s"]) == (4, 12.0)
+    assert [e["step"] for e in s["evals"]] == [0, 2, 4]
+    assert s["step_s_median"] == 3.0
+
+
+def test_clock_stops_at_the_wall_cap(monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(trl_bench.time, "perf_counter", fake.perf_counter)
+    clock = trl_bench.Clock({"eval_every": 100, "steps": 50, "target": 0.9, "max_minutes": 1})
+    clock.mark(0, lambda: 0.0)
+    fake.now += 50.0
+    assert not clock.mark(1, lambda: 0.0)
+    fake.now += 20.0
+    assert clock.mark(2, lambda: 0.0)
+    assert clock.summary()["time_to_target_s"] is None
+
+
+def test_ours_breakdown_shares_add_up():
+    rows = [{"step": 0}] + [
+        {"step": k, "timing/rollout": 1.2, "timing/generate": 1.0, "timing/batch": 0.1, "timing/update": 0.5,
+         "timing/sync": 0.05, "timing/checkpoint": 0.0}
+        for k in (1, 2, 3)
+    ]
+    b = trl_bench.ours_breakdown(rows, {1: 9.0, 2: 2.0, 3: 2.0})  # step 1 (warm-up) is left out
+    assert b["step_s"] == 2.0
+    assert b["generate"] == pytest.approx(0.5)
+    assert b["reward"] == pytest.approx(0.1)
+    assert sum(v for k, v in b.items() if k != "step_s") == pytest.approx(1.0)
+
+
+def test_trl_breakdown_shares_add_up():
+    timers = [(1, "_prepare_inputs", 1.5), (1, "transformers.generate", 1.0), (1, "_calculate_rewards", 0.1),
+              (1, "compute_loss", 0.3), (0, "transformers.generate", 9.0)]
+    b = trl_bench.trl_breakdown(timers, {1: 10.0, 2: 2.0})  # timers opened at global_step 1 belong to step 2
+    assert b["generate"] == pytest.approx(0.5)
+    assert b["prepare"] == pytest.approx(0.2)
+    assert sum(b.values()) == pytest.approx(1.0)
