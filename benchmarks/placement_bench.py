@@ -9,6 +9,12 @@ For each layout it reports
   are gone (one engine with every core, as VLLMEngine builds it).
 
     python benchmarks/placement_bench.py [--steps 4] [--out placement_bench.json]
+    python benchmarks/placement_bench.py --set reward=tests.plugins:parity_reward   # mixed groups
+
+The untrained tiny model earns no math reward, so by default no group carries a signal and
+the update is cheap; the parity reward (a test plug-in) gives every step a real update.
+The loop's engine is wrapped to time it, so the loop takes the plain generate path here (no
+generate_stream: scoring does not overlap generation in these figures).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so that tests.plugins:... rewards import
 
 LAYOUTS = [("split", 1), ("split", 2), ("colocated", 1)]
 
@@ -116,7 +125,7 @@ def main():
     args = ap.parse_args()
     overrides = ["warm_start.enabled=false", "eval.size=32", "eval.every=0", "ray.num_cpus=4", "rollout.kv_cache_gib=1",
                  *args.set]
-    runs = []
+    runs, load0 = [], os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for placement, workers in LAYOUTS:
             t0 = time.time()
@@ -131,7 +140,9 @@ def main():
             figures["rollout_ratio"] = figures["loop_generate_tok_s"] / figures["bare_vllm_tok_s"]
             print(json.dumps(figures), flush=True)
             results.append(figures)
-    machine = {"cpus": os.cpu_count(), "steps": args.steps, "overrides": overrides}
+    # other work on the machine skews every figure: record how busy it was
+    machine = {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(), "steps": args.steps,
+               "overrides": overrides}
     Path(args.out).write_text(json.dumps({"machine": machine, "layouts": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -3,7 +3,9 @@ the loop calls on in-process objects.
 
 Weight transport here is the Ray object store: `RayLearner.weights()` returns an ObjectRef
 that is never fetched by the driver; `RayEngine.load_weights(ref)` hands it to the engine
-actor, and Ray resolves it there.
+actor, and Ray resolves it there. Given a transport (rlreason.cluster.transport, as the
+split placement does), `weights()` returns that transport's handle instead: buckets streamed
+through the object store.
 """
 
 from __future__ import annotations
