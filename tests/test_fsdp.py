@@ -175,6 +175,7 @@ def test_loop_with_two_learner_ranks(tiny_model_dir, tmp_path):
     from rlreason.loop import run
 
     path, model_cfg = tiny_model_dir
+    ray.shutdown()  # a cluster of its own (6 logical CPUs), not the module's
     cfg = load_config(None, [
         f"model.cache_dir={model_cfg.cache_dir}", f"run_dir={tmp_path}", "steps=3", "warm_start.enabled=false",
         "reward=tests.plugins:parity_reward", "rollout.prompts_per_step=4", "rollout.group_size=4", "eval.size=8",

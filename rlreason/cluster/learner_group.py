@@ -90,5 +90,9 @@ class LearnerGroup:
         return self._all("load_checkpoint", path)
 
     def shutdown(self) -> None:
+        """Kill the ranks and free their placement group."""
+        from ray.util.placement_group import remove_placement_group
+
         for a in self.actors:
             ray.kill(a)
+        remove_placement_group(self.placement_group)
