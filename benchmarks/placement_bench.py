@@ -5,8 +5,8 @@ For each layout it reports
 - sync_frac: weight-sync time over step time (the loop's timing/sync and timing/step), and
 - rollout_ratio: rollout throughput inside the loop (tokens / wall time of the loop's
   engine.generate calls, Ray and sharding included) over bare vLLM `LLM.generate` on the same
-  prompts with the same sampling parameters, in this same process, after the loop's actors
-  are gone (one engine with every core, as VLLMEngine builds it).
+  prompts with the same sampling parameters, in a fresh child process of the same run, after
+  the loop's actors are gone (one engine with every core, as VLLMEngine builds it).
 
     python benchmarks/placement_bench.py [--steps 4] [--out placement_bench.json]
     python benchmarks/placement_bench.py --set reward=tests.plugins:parity_reward   # mixed groups
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -122,7 +123,14 @@ def main():
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--out", default="placement_bench.json")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every layout")
+    ap.add_argument("--bare", help=argparse.SUPPRESS)  # internal: the bare-vLLM child process
     args = ap.parse_args()
+    if args.bare:
+        spec = json.loads(Path(args.bare).read_text())
+        llm = bare_vllm(spec["model"], spec["overrides"])
+        bare_tok_s(llm, spec["calls"][0][:1])  # untimed: the first seeded call pays one-off costs, as step 1 did in the loop
+        print(json.dumps([bare_tok_s(llm, calls) for calls in spec["calls"]]))
+        return
     overrides = ["warm_start.enabled=false", "eval.size=32", "eval.every=0", "ray.num_cpus=4", "rollout.kv_cache_gib=1",
                  *args.set]
     runs, load0 = [], os.getloadavg()
@@ -132,12 +140,18 @@ def main():
             figures, calls, final = run_layout(placement, workers, args.steps, overrides, Path(tmp))
             figures["wall_s"] = time.time() - t0
             runs.append((figures, calls))
-        # after every actor is gone: one bare engine (every layout sampled the same prompts, same seeds)
-        llm = bare_vllm(final, overrides)
+        # after every actor is gone: bare vLLM in a fresh process of this run (one built in this
+        # driver process, after Ray, ran ~4x slower than the same engine in an actor), on every
+        # layout's prompts (they are the same prompts and seeds: same config seed)
+        spec = Path(tmp) / "bare.json"
+        spec.write_text(json.dumps({"model": final, "overrides": overrides, "calls": [calls for _, calls in runs]}))
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "ERROR"}  # as the actors have them
+        out = subprocess.run([sys.executable, __file__, "--bare", str(spec)], check=True, capture_output=True, text=True, env=env)
+        bare = json.loads(out.stdout.strip().splitlines()[-1])
         results = []
-        for figures, calls in runs:
-            figures["bare_vllm_tok_s"] = bare_tok_s(llm, calls)
-            figures["rollout_ratio"] = figures["loop_generate_tok_s"] / figures["bare_vllm_tok_s"]
+        for (figures, _), tok_s in zip(runs, bare):
+            figures["bare_vllm_tok_s"] = tok_s
+            figures["rollout_ratio"] = figures["loop_generate_tok_s"] / tok_s
             print(json.dumps(figures), flush=True)
             results.append(figures)
     # other work on the machine skews every figure: record how busy it was
