@@ -208,7 +208,7 @@ class RolloutPool:
     def load_weights(self, weights, version: int) -> int:
         """Every worker loads `weights` (a transport handle); all must then serve `version`."""
         self._weights, self.version = weights, version
-        versions = self._sync(range(len(self.workers)))
+        versions = dict(sorted(self._sync(range(len(self.workers))).items()))  # by worker, not by finish order
         if set(versions.values()) != {version}:
             raise VersionMismatchError(f"after the sync to version {version} the rollout workers serve {versions} (worker: version)")
         return version
