@@ -290,10 +290,10 @@ def ours_breakdown(rows: list[dict], step_s: dict) -> dict:
         if step < 2 or step not in step_s:
             continue
         r, wall = by_step[step], step_s[step]
-        if "timing/generate" in r:
+        if "timing/generate" in r and r["timing/generate"] <= r["timing/rollout"]:
             vals = {"generate": r["timing/generate"], "reward": r["timing/rollout"] - r["timing/generate"]}
-        else:
-            vals = {"rollout": r["timing/rollout"]}
+        else:  # no timing/generate, or async mode: sampling ran ahead, the step only waited for it
+            vals = {"rollout_wait": r["timing/rollout"]}
         vals.update(batch=r.get("timing/batch", 0.0), update=r["timing/update"], sync=r["timing/sync"],
                     checkpoint=r.get("timing/checkpoint", 0.0))
         vals["other"] = wall - sum(vals.values())
