@@ -217,6 +217,10 @@ class RayConfig:
     sync_timeout_s: float = 600.0  # a weight sync slower than this is an error, not a hang
     max_worker_restarts: int = 3  # per rollout worker, over the run; one more death is an error
     sync_bucket_mb: float = 64.0  # weights travel to the engines in buckets of about this size
+    # how weights reach the engines (docs/placement.md): 'auto' = in-process when colocated, the
+    # object store (in sync_bucket_mb buckets) when split; 'nccl' (GPUs) or 'gloo' (CPU): a
+    # broadcast from learner rank 0 to every engine through vLLM's weight-transfer API
+    transport: str = "auto"
     placement_timeout_s: float = 120.0  # waiting for the cluster to grant the placement groups
 
     def check(self) -> None:
@@ -227,6 +231,10 @@ class RayConfig:
             raise ConfigError(f"key 'ray.rollout_workers': colocated placement has one engine, got {self.rollout_workers}")
         if self.placement == "colocated" and self.learner_workers != 1:
             raise ConfigError(f"key 'ray.learner_workers': colocated placement has one learner, got {self.learner_workers}")
+        if self.transport not in ("auto", "object_store", "nccl", "gloo"):
+            raise ConfigError(f"key 'ray.transport': unknown value {self.transport!r}; choose one of ['auto', 'object_store', 'nccl', 'gloo']")
+        if self.placement == "colocated" and self.transport not in ("auto",):
+            raise ConfigError(f"key 'ray.transport': colocated placement syncs in process; got {self.transport!r}, use 'auto'")
         for key in ("rollout_workers", "learner_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"key 'ray.{key}': must be > 0, got {getattr(self, key)}")

@@ -134,6 +134,12 @@ class _OneCallAtATime:
         with self._lock:
             return self._engine.load_weights(*args, **kwargs)
 
+    def sync_from(self, learner, version: int) -> int:
+        """load_weights(learner.weights()) with the lock held over both: a collective transport
+        loads the engines inside learner.weights(), which must not overlap a generation."""
+        with self._lock:
+            return self._engine.load_weights(learner.weights(), version=version)
+
     def _generate_stream(self, *args, **kwargs):
         with self._lock:
             yield from self._engine.generate_stream(*args, **kwargs)
@@ -316,7 +322,10 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
         t_batch = time.time()
         stats = learner.update(batch, ro.temperature)
         t_update = time.time()
-        engine.load_weights(learner.weights(), version=step)  # self-improvement: sample from the new policy
+        if isinstance(engine, _OneCallAtATime):  # self-improvement: sample from the new policy
+            engine.sync_from(learner, version=step)
+        else:
+            engine.load_weights(learner.weights(), version=step)
         t_sync = time.time()
 
         n_tokens = sum(len(s.completion_ids) for g in groups for s in g)

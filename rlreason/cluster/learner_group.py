@@ -67,6 +67,8 @@ class LearnerGroup:
         return self._all("update", ray.put(batch), temperature)
 
     def weights(self):
+        if hasattr(self.transport, "connect"):  # a collective broadcast: every rank takes part
+            return self.transport.publish(self.actors)
         bucket_mb = getattr(self.transport, "bucket_mb", None)
         if self.transport is not None and bucket_mb is not None:
             others = [a.gather_weights.remote(bucket_mb) for a in self.actors[1:]]

@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from rlreason.cluster.ray_workers import RayLearner, _actor_env
-from rlreason.cluster.transport import make_transport
+from rlreason.cluster.transport import Delivered, make_transport
 from rlreason.config import Config
 from rlreason.rollout.vllm_engine import VLLMEngine, cpu_engine_env
 from rlreason.types import Sample
@@ -151,6 +151,7 @@ class RolloutPool:
         return actor_cls.options(runtime_env=env, max_restarts=0, **_in_bundle(self.pg, k)).remote(
             k, self.threads, self.fault_sync_sleep_s,
             self.model_path, cfg.model.dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, self.threads,
+            cfg.ray.transport if cfg.ray.transport in ("nccl", "gloo") else None,
         )
 
     # ---- the engine interface ----
@@ -271,6 +272,12 @@ class RolloutPool:
                 f"rollout worker {k} died during {during} after {self.restarts[k]} restarts "
                 f"(ray.max_worker_restarts={cap}); raise that key, or look for why it dies: {error}"
             )
+        if isinstance(self._weights, Delivered):
+            raise WorkerRestartsExceeded(
+                f"rollout worker {k} died during {during}; with ray.transport={self.cfg.ray.transport!r} a new worker "
+                f"cannot join the broadcast group, so the run stops here: resume it from its last checkpoint "
+                f"(--resume auto), or use ray.transport=object_store, which replaces dead workers: {error}"
+            )
         self.restarts[k] += 1
         self.events.append({"worker": k, "during": during, "error": type(error).__name__})
         log.warning("rollout worker %d died during %s (%s); replacing it (restart %d of at most %d)",
@@ -282,18 +289,25 @@ class RolloutPool:
 
 
 def build_split(cfg: Config, model_path: str) -> tuple[RolloutPool, RayLearner]:
-    """The split layout: the learner alone in one placement group, the rollout pool in another,
-    weights through the object store in buckets of ray.sync_bucket_mb."""
+    """The split layout: the learner alone in one placement group, the rollout pool in another;
+    weights through ray.transport (the object store in buckets of ray.sync_bucket_mb, or a
+    broadcast group of the learner and every engine, opened here)."""
     cfg.ray.check()
     pg = _placement_group(cfg, [_bundle(cfg.ray.learner_cpus, cfg.ray.learner_gpus)] * cfg.ray.learner_workers, "the learner")
-    transport = make_transport("split", cfg.ray.sync_bucket_mb)
+    transport = make_transport("split", cfg.ray.transport, cfg.ray.sync_bucket_mb, cfg.ray.sync_timeout_s)
     if cfg.ray.learner_workers > 1:  # FSDP2 ranks, one bundle each (rlreason.cluster.learner_group)
         from rlreason.cluster.learner_group import LearnerGroup
 
-        return RolloutPool(cfg, model_path), LearnerGroup(cfg, model_path, transport, pg)
-    learner = RayLearner(cfg, model_path, transport=transport, options=_in_bundle(pg))
-    learner.placement_group = pg
-    return RolloutPool(cfg, model_path), learner
+        learner = LearnerGroup(cfg, model_path, transport, pg)
+        ranks = learner.actors
+    else:
+        learner = RayLearner(cfg, model_path, transport=transport, options=_in_bundle(pg))
+        learner.placement_group = pg
+        ranks = [learner.actor]
+    pool = RolloutPool(cfg, model_path)
+    if hasattr(transport, "connect"):
+        transport.connect(ranks, pool.workers)
+    return pool, learner
 
 
 def build_placement(cfg: Config, model_path: str):

@@ -11,8 +11,9 @@ to know which transport it is fed by, and a lazy handle streams bucket by bucket
 - `ObjectStore`: the Ray object store, for CPU and small models. The learner streams its
   weights as buckets of about `bucket_mb` (one ObjectRef each); every engine fetches them
   one at a time while vLLM loads, so it never holds a second full copy.
-- `NcclBroadcast`: GPU clusters. UNVERIFIED: written to the interface, never run here (no
-  GPU); see its docstring.
+- `Collective`: learner rank 0 broadcasts to every engine with vLLM's weight-transfer API:
+  NCCL on GPU clusters, gloo on CPU nodes (rlreason.cluster.collective). It delivers during
+  `publish`; its handle, `Delivered`, only tells each engine to move its version.
 """
 
 from __future__ import annotations
@@ -74,29 +75,50 @@ class ObjectStore:
         return Buckets(list(gen))
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """The handle of a transport that has already put the weights into every engine (a
+    collective broadcast): an engine's load_weights only moves its version."""
+
+
 @dataclass
-class NcclBroadcast:
-    """NCCL broadcast from learner rank 0 to every engine, for GPU clusters. UNVERIFIED: no GPU
-    was available where this was written; it is the interface's shape for that transport, and
-    `publish` refuses to run rather than pretend.
+class Collective:
+    """Broadcast from learner rank 0 to every engine through vLLM's weight-transfer API
+    (rlreason.cluster.collective): 'nccl' on GPU clusters, 'gloo' on CPU nodes. `connect` opens
+    the group once (learner ranks and engines); each `publish` is one round, within `timeout_s`."""
 
-    The plan (as OpenRLHF / verl do it): at start-up, the learner's rank 0 and every engine
-    worker join one `torch.distributed` process group (NCCL, world = 1 + engines, a TCP
-    rendezvous on rank 0's address). A sync then sends only metadata through Ray (names,
-    shapes, dtypes, per bucket) while the learner broadcasts each bucket's flattened tensor
-    from rank 0, and each engine's handle iterates by receiving the same broadcast into a
-    fresh GPU buffer and yielding views of it to vLLM's reload_weights."""
+    backend: str = "nccl"
+    timeout_s: float = 600.0
+    name: str = "collective"
 
-    bucket_mb: float = 256.0
-    name: str = "nccl"
+    def connect(self, learner_ranks: list, engines: list) -> None:
+        import ray
 
-    def publish(self, learner):
-        raise NotImplementedError(
-            "ray transport 'nccl' is not implemented: it needs GPUs and was never run here; "
-            "use the object-store transport (the default for ray.placement=split)"
-        )
+        ray.get([r.open_weight_sender.remote(self.backend, engines, rank, self.timeout_s)
+                 for rank, r in enumerate(learner_ranks)], timeout=self.timeout_s)
+
+    def publish(self, learner) -> Delivered:
+        """`learner`: the learner actor, or every rank of a learner group (each takes part)."""
+        import ray
+        from ray.exceptions import GetTimeoutError
+
+        ranks = learner if isinstance(learner, list) else [learner]
+        try:
+            ray.get([r.send_weights.remote() for r in ranks], timeout=self.timeout_s)
+        except GetTimeoutError as e:
+            from rlreason.cluster.pool import SyncTimeoutError
+
+            raise SyncTimeoutError(
+                f"the {self.backend} weight broadcast did not finish within ray.sync_timeout_s={self.timeout_s} s; "
+                "a rollout worker is hung or gone (raise ray.sync_timeout_s if a sync of this model is that slow)"
+            ) from e
+        return Delivered()
 
 
-def make_transport(placement: str, bucket_mb: float) -> Transport:
-    """The transport a placement uses: in-process when colocated, the object store when split."""
-    return InProcess() if placement == "colocated" else ObjectStore(bucket_mb)
+def make_transport(placement: str, transport: str, bucket_mb: float, timeout_s: float) -> Transport:
+    """ray.transport for ray.placement: 'auto' is in-process when colocated, the object store when split."""
+    if placement == "colocated":
+        return InProcess()
+    if transport in ("nccl", "gloo"):
+        return Collective(transport, timeout_s)
+    return ObjectStore(bucket_mb)

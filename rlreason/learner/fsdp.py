@@ -233,6 +233,11 @@ class FSDPLearner(Learner):
         if bucket:
             yield bucket
 
+    def send_weights(self) -> None:
+        """Learner.send_weights: every rank gathers each tensor; rank 0 broadcasts it."""
+        self._reshard(self.model)
+        super().send_weights()
+
     def gather_weights(self, bucket_mb: float) -> None:
         """A rank other than 0's part in rank 0's weight_buckets."""
         for _ in self.weight_buckets(bucket_mb):

@@ -366,6 +366,17 @@ class Learner:
         if bucket:
             yield bucket
 
+    def open_weight_sender(self, backend: str, engines: list, rank: int, timeout_s: float) -> None:
+        """Join a collective weight-transfer group with the rollout `engines` (actor handles):
+        rank 0 sends, other ranks only gather (rlreason.cluster.collective)."""
+        from rlreason.cluster.collective import open_sender
+
+        self._sender = open_sender(backend, self.model, engines, rank, timeout_s)
+
+    def send_weights(self) -> None:
+        """One broadcast round of the current weights to every engine of the group."""
+        self._sender.send_weights()
+
     @torch.no_grad()
     def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
         self.model.eval()

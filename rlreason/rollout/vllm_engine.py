@@ -36,7 +36,11 @@ class VLLMEngine:
         kv_cache_gib: float = 1.0,
         seed: int = 0,
         threads: int = 0,
+        weight_transfer: str | None = None,
     ):
+        """`weight_transfer`: a vLLM weight-transfer backend ('nccl', 'gloo': see
+        rlreason.cluster.collective) to receive weights from the learner by broadcast; None =
+        weights arrive through load_weights only."""
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             for key, value in cpu_engine_env(threads).items():
@@ -44,6 +48,14 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
         from vllm import LLM
 
+        extra = {}
+        if weight_transfer:
+            from vllm.config import WeightTransferConfig
+
+            from rlreason.cluster.collective import register_engine_backend
+
+            register_engine_backend(weight_transfer)
+            extra["weight_transfer_config"] = WeightTransferConfig(backend=weight_transfer)
         self.llm = LLM(
             model=model,
             dtype=dtype,
@@ -57,6 +69,7 @@ class VLLMEngine:
             # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded
             # request's prompt is prefilled over two scheduler steps; never split a prompt there.
             enable_chunked_prefill=on_gpu,
+            **extra,
         )
         self.version = 0
 
@@ -108,6 +121,14 @@ class VLLMEngine:
                 yield done
 
     def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
+        """Load `weights` and serve them as policy `version`. A `Delivered` handle: a collective
+        transport already broadcast them into this engine (update_weights); only the version moves."""
+        from rlreason.cluster.transport import Delivered
+
+        if isinstance(weights, Delivered):
+            self.llm.reset_prefix_cache()
+            self.version = version
+            return version
         items = weights.items() if isinstance(weights, dict) else weights
         # In-process engine core: vLLM consumes the iterator right here, so a lazy one (e.g.
         # bucket by bucket from the object store) works. A separate core process pickles the
@@ -117,6 +138,19 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self.version = version
         return version
+
+    # ---- vLLM's weight-transfer control plane (rlreason.cluster.collective drives it) ----
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        self.llm.collective_rpc("init_weight_transfer_engine", args=(init_info,))
+
+    def start_weight_update(self) -> None:
+        self.llm.collective_rpc("start_weight_update")
+
+    def update_weights(self, update_info: dict) -> None:
+        self.llm.collective_rpc("update_weights", args=(update_info,))
+
+    def finish_weight_update(self) -> None:
+        self.llm.collective_rpc("finish_weight_update")
 
     def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
         """Logprob of each token given the ones before it (len(token_ids) - 1 values)."""
