@@ -1,5 +1,5 @@
 """Placement figures on this machine: a few real loop steps for each layout (split with 1 and
-2 rollout workers, colocated), the tiny model, then bare vLLM on the same prompts.
+2 rollout workers through the object store, and 2 through a gloo broadcast; colocated), the tiny model, then bare vLLM on the same prompts.
 
 For each layout it reports
 - sync_frac: weight-sync time over step time (the loop's timing/sync and timing/step), and
@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so that tests.plugins:... rewards import
 
-LAYOUTS = [("split", 1), ("split", 2), ("colocated", 1)]
+# (ray.placement, ray.rollout_workers, ray.transport)
+LAYOUTS = [("split", 1, "auto"), ("split", 2, "auto"), ("split", 2, "gloo"), ("colocated", 1, "auto")]
 
 
 class Timed:
@@ -58,7 +59,7 @@ class Timed:
         return self.engine.load_weights(weights, version)
 
 
-def run_layout(placement: str, workers: int, steps: int, overrides: list[str], root: Path) -> tuple[dict, list[dict], str]:
+def run_layout(placement: str, workers: int, transport: str, steps: int, overrides: list[str], root: Path) -> tuple[dict, list[dict], str]:
     import ray
 
     from rlreason.cluster.pool import build_placement
@@ -67,9 +68,9 @@ def run_layout(placement: str, workers: int, steps: int, overrides: list[str], r
     from rlreason.data.tiny_model import resolve_model
     from rlreason.loop import run
 
-    run_dir = root / f"{placement}-{workers}"
+    run_dir = root / f"{placement}-{workers}-{transport}"
     cfg = load_config(None, [f"run_dir={run_dir}", f"steps={steps}", f"ray.placement={placement}",
-                             f"ray.rollout_workers={workers}", *overrides])
+                             f"ray.rollout_workers={workers}", f"ray.transport={transport}", *overrides])
     model = resolve_model(cfg.model)
     connect(cfg)
     try:
@@ -83,6 +84,7 @@ def run_layout(placement: str, workers: int, steps: int, overrides: list[str], r
     figures = {
         "placement": placement,
         "rollout_workers": workers,
+        "transport": "in_process" if placement == "colocated" else ("object_store" if transport == "auto" else transport),
         "steps_measured": len(rows),
         "step_s": statistics.mean(r["timing/step"] for r in rows),
         "sync_s": statistics.mean(r["timing/sync"] for r in rows),
@@ -135,9 +137,9 @@ def main():
                  *args.set]
     runs, load0 = [], os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        for placement, workers in LAYOUTS:
+        for placement, workers, transport in LAYOUTS:
             t0 = time.time()
-            figures, calls, final = run_layout(placement, workers, args.steps, overrides, Path(tmp))
+            figures, calls, final = run_layout(placement, workers, transport, args.steps, overrides, Path(tmp))
             figures["wall_s"] = time.time() - t0
             runs.append((figures, calls))
         # after every actor is gone: bare vLLM in a fresh process of this run (one built in this

@@ -32,10 +32,12 @@ def test_make_transport_picks_by_key():
 
 
 @pytest.mark.slow
-def test_gloo_broadcast_runs_the_loop_with_two_rollout_workers(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("learner_workers", [1, 2])
+def test_gloo_broadcast_runs_the_loop_with_two_rollout_workers(tiny_model_dir, tmp_path, learner_workers):
     """Two real loop steps with ray.transport=gloo and ray.rollout_workers=2: after each sync
     both workers serve version `step` and the learner's exact policy (logprobs to 1e-4), and
-    the policy did move (so the broadcast carried new weights, not the ones on disk)."""
+    the policy did move (so the broadcast carried new weights, not the ones on disk). With 2
+    FSDP2 learner ranks, rank 1 takes part in each tensor's gather and rank 0 broadcasts it."""
     import ray
 
     from rlreason.cluster.pool import build_placement
@@ -46,7 +48,7 @@ def test_gloo_broadcast_runs_the_loop_with_two_rollout_workers(tiny_model_dir, t
     path, model_cfg = tiny_model_dir
     cfg = load_config(None, [
         f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=4", "ray.threads=1",
-        "ray.transport=gloo", "ray.rollout_workers=2", "ray.sync_timeout_s=120", f"run_dir={tmp_path}", "steps=2",
+        "ray.transport=gloo", "ray.rollout_workers=2", f"ray.learner_workers={learner_workers}", "ray.sync_timeout_s=120", f"run_dir={tmp_path}", "steps=2",
         "warm_start.enabled=false", "reward=tests.plugins:parity_reward", "rollout.prompts_per_step=4",
         "rollout.group_size=4", "eval.size=8", "optim.lr=1e-2", "optim.warmup_steps=1",
     ])
@@ -64,6 +66,8 @@ def test_gloo_broadcast_runs_the_loop_with_two_rollout_workers(tiny_model_dir, t
         assert isinstance(learner.weights(), Delivered)  # a third round on the same group
         assert pool.generate(["1+2>"], 1, 1.0, 1.0, 4, 0)[0][0].version == 2
         pool.shutdown()
+        if learner_workers > 1:
+            learner.shutdown()
     finally:
         ray.shutdown()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
