@@ -71,6 +71,65 @@ def test_fake_buckets_handle_fetches_one_bucket_at_a_time(monkeypatch):
     assert [k for k, _ in it] == ["y", "z"] and fetched == ["a", "b"]
 
 
+def test_colocated_worker_sleeps_the_engine_while_the_learner_works():
+    """Unit test with a FAKE engine and learner (no vLLM, no Ray): the colocated actor puts the
+    engine to sleep before every learner call and wakes it before every engine call and sync."""
+    from rlreason.cluster.colocated import ColocatedWorker
+    from rlreason.cluster.transport import InProcess
+
+    log = []
+
+    class FakeEngine:  # FAKE: records the calls the worker makes
+        def sleep(self):
+            log.append("sleep")
+
+        def wake_up(self):
+            log.append("wake")
+
+        def generate(self, *args):
+            log.append("generate")
+
+        def load_weights(self, weights, version):
+            log.append(("load", sorted(weights)))
+            return version
+
+    class FakeLearner:  # FAKE
+        def update(self, *args):
+            log.append("update")
+
+        def weights(self):
+            return {"w": torch.zeros(1)}
+
+    worker = ColocatedWorker.__new__(ColocatedWorker)
+    worker.engine, worker.learner, worker.transport = FakeEngine(), FakeLearner(), InProcess()
+    worker.engine_call("generate", ["1+2>"])
+    worker.learner_call("update", None)
+    assert worker.sync(3) == 3
+    assert log == ["wake", "generate", "sleep", "update", "wake", ("load", ["w"])]
+
+
+def test_engine_sleeps_only_with_sleep_mode_and_only_once():
+    """VLLMEngine.sleep / wake_up with a FAKE vllm.LLM: level-1 sleep once, wake once; without
+    sleep mode (vLLM-CPU) both do nothing."""
+    from rlreason.rollout.vllm_engine import VLLMEngine
+
+    class FakeLLM:  # FAKE: records sleep / wake_up
+        def __init__(self):
+            self.calls = []
+
+        def sleep(self, level):
+            self.calls.append(("sleep", level))
+
+        def wake_up(self):
+            self.calls.append("wake_up")
+
+    for sleep_mode, expected in [(True, [("sleep", 1), "wake_up"]), (False, [])]:
+        engine = VLLMEngine.__new__(VLLMEngine)
+        engine.llm, engine.sleep_mode, engine.asleep = FakeLLM(), sleep_mode, False
+        engine.sleep(), engine.sleep(), engine.wake_up(), engine.wake_up()
+        assert engine.llm.calls == expected
+
+
 # ---- real Ray + vLLM ----
 def pool_cfg(model_cfg, *extra):
     return load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=6",

@@ -6,9 +6,10 @@ one actor. A weight sync never leaves that process: `learner.weights()` returns 
 `LearnerWeights` marker, and `engine.load_weights(marker, v)` asks the actor to hand its
 learner's state dict straight to its engine (transport.InProcess).
 
-On GPUs this is where vLLM's sleep / wake_up would free the KV cache and weights while the
-learner trains; that is GPU-only in vLLM (CPU has no sleep mode), so on CPU the two simply
-take turns on the same cores. The GPU path is not written here: unverified, see docs/placement.md.
+Where the platform has vLLM's sleep mode (GPUs), the engine sleeps (KV cache freed, weights
+moved to host memory) before every learner call and wakes before every engine call, so the
+learner trains with the GPU memory the engine held. vLLM-CPU has no sleep mode: on CPU the
+two simply take turns on the same cores. The GPU path is unverified: see docs/placement.md.
 """
 
 from __future__ import annotations
@@ -31,20 +32,27 @@ class ColocatedWorker:
     """The actor: a Learner and a VLLMEngine in one process."""
 
     def __init__(self, learner_args: tuple, engine_args: tuple):
+        from vllm.platforms import current_platform
+
         from rlreason.learner.policy import Learner
         from rlreason.rollout.vllm_engine import VLLMEngine
 
+        sleeps = current_platform.is_sleep_mode_available()  # False on CPU
+        self.engine = VLLMEngine(*engine_args, sleep_mode=sleeps)
+        self.engine.sleep()  # before the learner allocates
         self.learner = Learner(*learner_args)
-        self.engine = VLLMEngine(*engine_args)
         self.transport = InProcess()
 
     def learner_call(self, method: str, *args):
+        self.engine.sleep()
         return getattr(self.learner, method)(*args)
 
     def engine_call(self, method: str, *args):
+        self.engine.wake_up()
         return getattr(self.engine, method)(*args)
 
     def sync(self, version: int) -> int:
+        self.engine.wake_up()
         return self.engine.load_weights(self.transport.publish(self.learner), version)
 
 

@@ -30,7 +30,6 @@ see docs/learner.md.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -111,11 +110,6 @@ class FSDPLearner(Learner):
                 module.set_force_sum_reduction_for_comms(True)
         return model
 
-    def _on_device(self, batch: Batch) -> Batch:
-        if not self.cuda:
-            return batch
-        return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(batch)))
-
     # ---- the rows of each rank ----
     def _max_over_ranks(self, n: int) -> int:
         t = torch.tensor([n])
@@ -186,9 +180,6 @@ class FSDPLearner(Learner):
                 f"non-finite value in {where} on {int(bad.item())} of {self.world} learner ranks; "
                 "the optimizer step was skipped, weights are unchanged"
             )
-
-    def update(self, batch: Batch, temperature: float = 1.0):
-        return super().update(self._on_device(batch), temperature)
 
     # ---- the KL reference: a frozen copy, sharded like the policy ----
     def make_reference(self) -> None:

