@@ -32,9 +32,6 @@ from typing import Any, Iterator
 
 import torch
 
-BACKENDS = ("nccl", "gloo")
-
-
 def _vllm_weight_transfer():
     from vllm.distributed.weight_transfer import base, nccl_engine
 
