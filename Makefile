@@ -14,7 +14,7 @@ train: install
 	$(PY) -m rlreason train $(RECIPE) $(ARGS)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
