@@ -235,6 +235,12 @@ class RayConfig:
             raise ConfigError(f"key 'ray.transport': unknown value {self.transport!r}; choose one of ['auto', 'object_store', 'nccl', 'gloo']")
         if self.placement == "colocated" and self.transport not in ("auto",):
             raise ConfigError(f"key 'ray.transport': colocated placement syncs in process; got {self.transport!r}, use 'auto'")
+        if self.transport == "nccl" and not (self.learner_gpus > 0 and self.rollout_gpus > 0):
+            raise ConfigError("key 'ray.transport': 'nccl' needs GPUs on both sides (ray.learner_gpus and ray.rollout_gpus > 0); "
+                              "on CPU use 'gloo' or 'object_store'")
+        if self.transport == "gloo" and self.rollout_gpus > 0:
+            raise ConfigError("key 'ray.transport': 'gloo' is for CPU rollout engines (vLLM's engine core in the actor's "
+                              "process); with ray.rollout_gpus > 0 use 'nccl'")
         for key in ("rollout_workers", "learner_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"key 'ray.{key}': must be > 0, got {getattr(self, key)}")

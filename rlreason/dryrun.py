@@ -95,10 +95,20 @@ def _data(name: str, spec, tokenizer, budget: int, checks: list[Check], need: in
 
 
 def _placement(cfg: Config, n_params: int | None, checks: list[Check]) -> None:
+    from rlreason.config import ConfigError
+
     r = cfg.ray
-    workers = getattr(r, "rollout_workers", 1)
-    gpus, cpus = r.learner_gpus + r.rollout_gpus * workers, r.learner_cpus + r.rollout_cpus * workers
-    detail = f"learner {r.learner_gpus:g} GPU / {r.learner_cpus:g} CPU, {workers} rollout worker(s) x {r.rollout_gpus:g} GPU / {r.rollout_cpus:g} CPU: {gpus:g} GPUs, {cpus:g} CPUs"
+    try:
+        r.check()
+    except ConfigError as e:
+        checks.append(Check("placement", FAIL, str(e)))
+        return
+    workers, ranks = r.rollout_workers, r.learner_workers
+    gpus, cpus = r.learner_gpus * ranks + r.rollout_gpus * workers, r.learner_cpus * ranks + r.rollout_cpus * workers
+    if r.placement == "colocated":  # one actor: the larger of the two requests
+        gpus, cpus = max(r.learner_gpus, r.rollout_gpus), max(r.learner_cpus, r.rollout_cpus)
+    detail = (f"{r.placement}: {ranks} learner rank(s) x {r.learner_gpus:g} GPU / {r.learner_cpus:g} CPU, {workers} rollout "
+              f"worker(s) x {r.rollout_gpus:g} GPU / {r.rollout_cpus:g} CPU: {gpus:g} GPUs, {cpus:g} CPUs; weights by {r.transport}")
     if n_params:
         # the learner holds weights, gradients and AdamW's two moments, all in model.dtype
         width = 2 if cfg.model.dtype in ("bfloat16", "float16") else 4

@@ -15,10 +15,13 @@ IDS = [6, 7, 10, 75, 8, 11, 9, 84, 10, 75, 9, 75, 3, 83, 4, 6, 81]  # fixed toke
 
 
 def test_transport_config_names_the_key():
-    for overrides in (["ray.transport=shm"], ["ray.placement=colocated", "ray.transport=gloo"]):
+    for overrides in (["ray.transport=shm"], ["ray.placement=colocated", "ray.transport=gloo"],
+                      ["ray.transport=nccl"], ["ray.transport=nccl", "ray.learner_gpus=1"],
+                      ["ray.transport=gloo", "ray.rollout_gpus=1"]):
         with pytest.raises(ConfigError, match="ray.transport"):
             load_config(None, overrides).ray.check()
-    load_config(None, ["ray.transport=nccl"]).ray.check()
+    load_config(None, ["ray.transport=nccl", "ray.learner_gpus=1", "ray.rollout_gpus=1"]).ray.check()
+    load_config(None, ["ray.transport=gloo"]).ray.check()
 
 
 def test_make_transport_picks_by_key():
@@ -72,3 +75,17 @@ def test_gloo_broadcast_runs_the_loop_with_two_rollout_workers(tiny_model_dir, t
         ray.shutdown()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2] and result["stopped"] is False
+
+
+def test_dry_run_placement_checks_the_transport(monkeypatch):
+    """--dry-run's placement line: a transport that cannot work with these resources is a FAIL
+    naming the key; a valid one is counted per rank and worker."""
+    from rlreason.dryrun import FAIL, OK, _placement
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    checks = []
+    _placement(load_config(None, ["ray.transport=gloo", "ray.rollout_gpus=1"]), None, checks)
+    assert checks[0].status == FAIL and "ray.transport" in checks[0].detail
+    checks = []
+    _placement(load_config(None, ["ray.transport=gloo", "ray.rollout_workers=2", "ray.learner_workers=2"]), None, checks)
+    assert checks[0].status == OK and "4 CPUs; weights by gloo" in checks[0].detail
