@@ -89,3 +89,32 @@ def test_dry_run_placement_checks_the_transport(monkeypatch):
     checks = []
     _placement(load_config(None, ["ray.transport=gloo", "ray.rollout_workers=2", "ray.learner_workers=2"]), None, checks)
     assert checks[0].status == OK and "4 CPUs; weights by gloo" in checks[0].detail
+
+
+@pytest.mark.slow
+def test_a_hung_broadcast_raises_within_the_timeout(tiny_model_dir):
+    """A real engine actor whose broadcast receive hangs (the pool's fault-injection hook sleeps
+    60 s in update_weights): the learner's sync raises SyncTimeoutError after ray.sync_timeout_s."""
+    import time
+
+    import ray
+
+    from rlreason.cluster.pool import RolloutPool, SyncTimeoutError
+    from rlreason.cluster.ray_workers import RayLearner, connect
+    from rlreason.cluster.transport import Collective
+
+    path, model_cfg = tiny_model_dir
+    cfg = load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=2",
+                             "ray.threads=1", "ray.transport=gloo", "ray.sync_timeout_s=3"])
+    connect(cfg)
+    try:
+        transport = Collective("gloo", cfg.ray.sync_timeout_s)
+        learner = RayLearner(cfg, str(path), transport=transport)
+        pool = RolloutPool(cfg, str(path), fault_sync_sleep_s=60)
+        transport.connect([learner.actor], pool.workers)  # the group forms; only the receive hangs
+        t0 = time.time()
+        with pytest.raises(SyncTimeoutError, match=r"gloo weight broadcast did not finish within ray.sync_timeout_s=3.0 s"):
+            learner.weights()
+        assert time.time() - t0 < 15
+    finally:
+        ray.shutdown()

@@ -59,7 +59,7 @@ def split_shards(n_prompts: int, n_workers: int) -> list[tuple[int, int]]:
 class EngineWorker(VLLMEngine):
     """A VLLMEngine actor of the pool: pinned to its own cores on CPU, reports its pid and the
     policy version it serves. `fault_sync_sleep_s` is a FAULT-INJECTION HOOK for tests: every
-    sync sleeps that long first (a hung sync); leave it 0."""
+    sync (and every broadcast receive) sleeps that long first (a hung sync); leave it 0."""
 
     def __init__(self, index: int, threads: int, fault_sync_sleep_s: float, *engine_args):
         if not os.environ.get("RLREASON_NO_BIND"):
@@ -81,6 +81,11 @@ class EngineWorker(VLLMEngine):
         if self.fault_sync_sleep_s:
             time.sleep(self.fault_sync_sleep_s)
         return self.load_weights(weights, version)
+
+    def update_weights(self, update_info: dict) -> None:
+        if self.fault_sync_sleep_s:  # the collective transport's receive (rlreason.cluster.collective)
+            time.sleep(self.fault_sync_sleep_s)
+        return super().update_weights(update_info)
 
 
 def _placement_group(cfg: Config, bundles: list[dict], name: str):

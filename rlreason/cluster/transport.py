@@ -94,7 +94,10 @@ class Collective:
     def connect(self, learner_ranks: list, engines: list) -> None:
         import ray
 
-        ray.get([r.open_weight_sender.remote(self.backend, engines, rank, self.timeout_s)
+        ray.get([a.__ray_ready__.remote() for a in [*learner_ranks, *engines]])  # started: their start is not the sync's time
+        # the group's own timeout is twice the driver's deadline, so that a hung round surfaces
+        # here as SyncTimeoutError (publish) rather than as a gloo/NCCL error inside an actor
+        ray.get([r.open_weight_sender.remote(self.backend, engines, rank, 2 * self.timeout_s)
                  for rank, r in enumerate(learner_ranks)], timeout=self.timeout_s)
 
     def publish(self, learner) -> Delivered:
