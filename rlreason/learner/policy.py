@@ -424,7 +424,7 @@ class Learner:
 
         p = Path(path)
         self._load_model_state(self.model, AutoModelForCausalLM.from_pretrained(p / "policy", dtype=self.dtype).state_dict())
-        state = torch.load(p / "learner.pt", weights_only=False)
+        state = torch.load(p / "learner.pt", weights_only=False, map_location="cpu")  # a GPU run resumes anywhere
         self._load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         step = self.scheduler.last_epoch
