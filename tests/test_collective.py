@@ -118,3 +118,15 @@ def test_a_hung_broadcast_raises_within_the_timeout(tiny_model_dir):
         assert time.time() - t0 < 15
     finally:
         ray.shutdown()
+
+
+def test_a_dead_worker_with_a_broadcast_group_is_a_clear_error():
+    """Unit test (no Ray): a group cannot take a new member, so the pool says so and how to go on,
+    even before the first sync, instead of starting a worker the next broadcast would wait for."""
+    from rlreason.cluster.pool import RolloutPool, WorkerRestartsExceeded
+
+    pool = RolloutPool.__new__(RolloutPool)  # the pool's logic without its workers
+    pool.cfg, pool.restarts, pool.events, pool._weights = load_config(None, ["ray.transport=gloo"]), [0], [], None
+    with pytest.raises(WorkerRestartsExceeded, match=r"rollout worker 0 died during generate; with ray.transport='gloo' .*--resume auto"):
+        pool._replace(0, "generate", RuntimeError("killed"))
+    assert pool.restarts == [0]

@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from rlreason.cluster.ray_workers import RayLearner, _actor_env
-from rlreason.cluster.transport import Delivered, make_transport
+from rlreason.cluster.transport import make_transport
 from rlreason.config import Config
 from rlreason.rollout.vllm_engine import VLLMEngine, cpu_engine_env
 from rlreason.types import Sample
@@ -277,7 +277,7 @@ class RolloutPool:
                 f"rollout worker {k} died during {during} after {self.restarts[k]} restarts "
                 f"(ray.max_worker_restarts={cap}); raise that key, or look for why it dies: {error}"
             )
-        if isinstance(self._weights, Delivered):
+        if self.cfg.ray.transport in ("nccl", "gloo"):  # even before the first sync: the group is formed
             raise WorkerRestartsExceeded(
                 f"rollout worker {k} died during {during}; with ray.transport={self.cfg.ray.transport!r} a new worker "
                 f"cannot join the broadcast group, so the run stops here: resume it from its last checkpoint "
