@@ -18,6 +18,7 @@ from __future__ import annotations
 import ray
 
 from rlreason.cluster.ray_workers import _actor_env
+from rlreason.cluster.transport import Collective
 from rlreason.config import Config
 from rlreason.types import Batch, UpdateStats
 
@@ -67,7 +68,7 @@ class LearnerGroup:
         return self._all("update", ray.put(batch), temperature)
 
     def weights(self):
-        if hasattr(self.transport, "connect"):  # a collective broadcast: every rank takes part
+        if isinstance(self.transport, Collective):  # a broadcast: every rank takes part
             return self.transport.publish(self.actors)
         bucket_mb = getattr(self.transport, "bucket_mb", None)
         if self.transport is not None and bucket_mb is not None:

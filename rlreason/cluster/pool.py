@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from rlreason.cluster.ray_workers import RayLearner, _actor_env
-from rlreason.cluster.transport import make_transport
+from rlreason.cluster.transport import COLLECTIVE_BACKENDS, Collective, make_transport
 from rlreason.config import Config
 from rlreason.rollout.vllm_engine import VLLMEngine, cpu_engine_env
 from rlreason.types import Sample
@@ -156,7 +156,7 @@ class RolloutPool:
         return actor_cls.options(runtime_env=env, max_restarts=0, **_in_bundle(self.pg, k)).remote(
             k, self.threads, self.fault_sync_sleep_s,
             self.model_path, cfg.model.dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, self.threads,
-            cfg.ray.transport if cfg.ray.transport in ("nccl", "gloo") else None,
+            cfg.ray.transport if cfg.ray.transport in COLLECTIVE_BACKENDS else None,
         )
 
     # ---- the engine interface ----
@@ -277,7 +277,7 @@ class RolloutPool:
                 f"rollout worker {k} died during {during} after {self.restarts[k]} restarts "
                 f"(ray.max_worker_restarts={cap}); raise that key, or look for why it dies: {error}"
             )
-        if self.cfg.ray.transport in ("nccl", "gloo"):  # even before the first sync: the group is formed
+        if self.cfg.ray.transport in COLLECTIVE_BACKENDS:  # even before the first sync: the group is formed
             raise WorkerRestartsExceeded(
                 f"rollout worker {k} died during {during}; with ray.transport={self.cfg.ray.transport!r} a new worker "
                 f"cannot join the broadcast group, so the run stops here: resume it from its last checkpoint "
@@ -310,7 +310,7 @@ def build_split(cfg: Config, model_path: str) -> tuple[RolloutPool, RayLearner]:
         learner.placement_group = pg
         ranks = [learner.actor]
     pool = RolloutPool(cfg, model_path)
-    if hasattr(transport, "connect"):
+    if isinstance(transport, Collective):
         transport.connect(ranks, pool.workers)
     return pool, learner
 

@@ -75,6 +75,9 @@ class ObjectStore:
         return Buckets(list(gen))
 
 
+COLLECTIVE_BACKENDS = ("nccl", "gloo")  # the ray.transport values that mean a Collective
+
+
 @dataclass(frozen=True)
 class Delivered:
     """The handle of a transport that has already put the weights into every engine (a
@@ -122,6 +125,6 @@ def make_transport(placement: str, transport: str, bucket_mb: float, timeout_s: 
     """ray.transport for ray.placement: 'auto' is in-process when colocated, the object store when split."""
     if placement == "colocated":
         return InProcess()
-    if transport in ("nccl", "gloo"):
+    if transport in COLLECTIVE_BACKENDS:
         return Collective(transport, timeout_s)
     return ObjectStore(bucket_mb)
