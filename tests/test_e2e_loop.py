@@ -70,6 +70,28 @@ def test_streamed_generation_is_the_same_samples(workers):
     ]
 
 
+def _vllm_detokenized(engine, prompts, n, max_tokens, seed):
+    """Run inside the engine actor: the same requests with vLLM's own detokenizer on."""
+    params = engine._params(len(prompts), n, 1.0, 1.0, max_tokens, seed)
+    for p in params:
+        p.detokenize = True
+    return [[c.text for c in out.outputs] for out in engine.llm.generate(prompts, params, use_tqdm=False)]
+
+
+def test_texts_are_what_vllms_detokenizer_gives(workers):
+    """The engine turns vLLM's detokenizer off and decodes each completion once itself: the
+    texts must equal vLLM's own, for completions that end in EOS and ones cut at max_tokens."""
+    import ray
+
+    _, _, engine, _ = workers
+    prompts = ["347+586>", "12+34>", "999+1>", "7+8>"]
+    groups = engine.generate(prompts, 4, 1.0, 1.0, 24, seed=5)
+    assert {s.finish_reason for g in groups for s in g} == {"stop", "length"}  # both kinds are checked
+    theirs = ray.get(engine.actor.__ray_call__.remote(_vllm_detokenized, prompts, 4, 24, 5))
+    assert [[s.text for s in g] for g in groups] == theirs
+    assert all(s.text for g in groups for s in g)
+
+
 def test_sync_makes_engine_fresh(workers):
     """After a sync, vLLM's fp32 logprobs for fixed tokens equal the learner's within 1e-4."""
     cfg, learner, engine, _ = workers
