@@ -158,9 +158,11 @@ class OptimConfig:
     # similar length go together); 0 = no token cap
     micro_batch_tokens: int = 0
     gradient_checkpointing: bool = False  # recompute activations in backward (transformers'): less memory, more time
-    # FSDP2 learner ranks on GPUs (ray.learner_workers > 1): the dtype layers compute in (params are
-    # kept in model.dtype, gradients reduced in float32); '' = model.dtype. Ignored on CPU.
-    mixed_precision: str = "bfloat16"
+    # The dtype the learner's forward and backward compute in; parameters, gradients and AdamW
+    # state stay in model.dtype. 'auto' = bfloat16 on a GPU, model.dtype on CPU; 'bfloat16' = on
+    # CPU too (fast on CPUs with AVX512-BF16 or AMX); '' = model.dtype. One process: torch.autocast;
+    # FSDP2 ranks on GPUs: MixedPrecisionPolicy (gradients reduced in float32).
+    mixed_precision: str = "auto"
 
 
 @dataclass
@@ -406,6 +408,7 @@ def validate(cfg: Config) -> None:
         (cfg.task.name in ("addition", "functions", "dataset"), "task.name", cfg.task.name, ["addition", "functions", "dataset"]),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
+        (cfg.optim.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", cfg.optim.mixed_precision, ["auto", "bfloat16", "''"]),
     ]
     for ok, key, value, allowed in checks:
         if not ok:

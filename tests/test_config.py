@@ -60,6 +60,12 @@ def test_unknown_algorithm_name():
         load_config(None, ["algo.advantage=grpoo"])
 
 
+def test_unknown_mixed_precision():
+    with pytest.raises(ConfigError, match=r"'optim\.mixed_precision'.*'float16'.*choose one of"):
+        load_config(None, ["optim.mixed_precision=float16"])
+    assert load_config(None, ["optim.mixed_precision=bfloat16"]).optim.mixed_precision == "bfloat16"
+
+
 def test_override_without_equals():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["steps"])

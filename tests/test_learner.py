@@ -140,3 +140,36 @@ def test_update_with_a_zero_length_completion(learner):
     groups = [[Sample([10, 11, 12], [], "", [], "length", 0), Sample([10, 11, 12], [15, 2], "", [-1.0, -1.0], "stop", 0)]]
     stats = learner.update(make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0))
     assert math.isfinite(stats.loss) and stats.tokens == 2
+
+
+def test_mixed_precision_resolves_per_device():
+    from rlreason.learner.policy import compute_dtype
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert compute_dtype("auto", cpu, torch.float32) is None  # CPU default: model.dtype
+    assert compute_dtype("auto", gpu, torch.float32) is torch.bfloat16
+    assert compute_dtype("bfloat16", cpu, torch.float32) is torch.bfloat16
+    assert compute_dtype("bfloat16", gpu, torch.bfloat16) is None  # already the model's dtype
+    assert compute_dtype("", gpu, torch.float32) is None
+
+
+def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_state(tiny_model_dir):
+    """optim.mixed_precision=bfloat16 on CPU: the layers' matmuls run in bf16 (autocast), while
+    parameters, gradients and AdamW state stay float32; the update still does its job."""
+    path, _ = tiny_model_dir
+    mixed = Learner(str(path), AlgoConfig(), OptimConfig(lr=1e-2, warmup_steps=1, mixed_precision="bfloat16"), threads=2)
+    full = Learner(str(path), AlgoConfig(), OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
+    seen = []
+    mixed.model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    ids = [10, 11, 12, 13, 14, 2]
+    lp_mixed, lp_full = mixed.sequence_logprobs(ids), full.sequence_logprobs(ids)
+    diff = max(abs(a - b) for a, b in zip(lp_mixed, lp_full))
+    assert 0 < diff < 0.05  # bf16 rounding: not the fp32 numbers, but close to them
+    before = sum(lp_mixed[2:])
+    mixed.update(rollout_batch([1.0, -1.0]))
+    assert seen and set(seen) == {torch.bfloat16}
+    assert sum(mixed.sequence_logprobs(ids)[2:]) > before
+    assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32) for p in mixed.model.parameters())
+    state = mixed.optimizer.state[next(mixed.model.parameters())]
+    assert state["exp_avg"].dtype == torch.float32 and state["exp_avg_sq"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in mixed.weights().values())

@@ -24,12 +24,14 @@ policy); this class only overrides its data-parallel hooks:
 - the KL reference is sharded the same way (no optimizer): M ranks hold one copy between them.
 
 On GPUs layers compute in optim.mixed_precision (bf16 by default) with float32 gradient
-reduction (MixedPrecisionPolicy); on CPU in model.dtype. UNVERIFIED on GPU (no GPU here):
+reduction (MixedPrecisionPolicy); on CPU in model.dtype, or under torch.autocast when
+optim.mixed_precision=bfloat16 is asked for explicitly. UNVERIFIED on GPU (no GPU here):
 see docs/learner.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 from rlreason.checkpoint import fingerprint, rng_state
-from rlreason.learner.policy import _DTYPES, Learner
+from rlreason.learner.policy import Learner
 from rlreason.types import Batch
 
 # UpdateStats sums that are weighted shares of the batch (the grad norm is global already)
@@ -88,15 +90,18 @@ class FSDPLearner(Learner):
         self.mesh = init_device_mesh(self.device.type, (world,))
         super().__init__(*learner_args, **learner_kwargs)
 
+    def _autocast(self):
+        """On GPUs the MixedPrecisionPolicy casts (see _wrap); on CPU, torch.autocast as one process."""
+        return contextlib.nullcontext() if self.cuda else super()._autocast()
+
     # ---- sharding ----
     def _wrap(self, model):
         """fully_shard each decoder layer, then the root (embeddings, final norm, the tied head)."""
         from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
         kwargs = {"mesh": self.mesh}
-        mp = self.optim_cfg.mixed_precision
-        if self.cuda and mp:  # UNVERIFIED (no GPU here): bf16 compute, fp32 gradient reduction
-            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=_DTYPES[mp], reduce_dtype=torch.float32)
+        if self.cuda and self.compute_dtype is not None:  # UNVERIFIED (no GPU here): bf16 compute, fp32 gradient reduction
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=self.compute_dtype, reduce_dtype=torch.float32)
         if self.cuda:
             model = model.to(self.device)
         for layer in model.model.layers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -66,6 +67,15 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def compute_dtype(mixed_precision: str, device: torch.device, model_dtype: torch.dtype) -> torch.dtype | None:
+    """The dtype optim.mixed_precision makes the learner compute in, or None for model_dtype
+    ('auto': bfloat16 on a GPU, none on CPU)."""
+    if mixed_precision == "auto":
+        mixed_precision = "bfloat16" if device.type == "cuda" else ""
+    dtype = _DTYPES[mixed_precision] if mixed_precision else None
+    return None if dtype == model_dtype else dtype
+
+
 class Learner:
     # data-parallel rank and number of ranks: rlreason.learner.fsdp.FSDPLearner sets them and
     # overrides the hooks below (_wrap ... _reduce_stats); one process owns the whole batch
@@ -91,6 +101,7 @@ class Learner:
             self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
         torch.manual_seed(seed)
         self.algo, self.optim_cfg, self.model_path, self.dtype = algo, optim, model, _DTYPES[dtype]
+        self.compute_dtype = compute_dtype(optim.mixed_precision, self.device, self.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[dtype])
         if optim.gradient_checkpointing:  # recompute each layer's activations in backward: memory for time
@@ -143,7 +154,8 @@ class Learner:
             batch = sft_batch([encoded[i] for i in idx], self.pad_id)
             rows, real = self._rank_rows(len(batch))  # one process: every row
             part = self._on_device(batch.select(rows))
-            logp, _ = token_logprobs(self.model, part)
+            with self._autocast():
+                logp, _ = token_logprobs(self.model, part)
             loss = -masked_mean(logp, part.loss_mask)
             self._check_finite(loss, f"warm-start step {step}")
             opt.zero_grad(set_to_none=True)
@@ -197,7 +209,8 @@ class Learner:
                 self.optimizer.zero_grad(set_to_none=True)
                 for idx, real in self._rank_micro_batches(batch, mb_idx):  # real=0: a rank's padding
                     micro = batch.select(idx)
-                    logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
+                    with self._autocast():
+                        logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
                     old = logp.detach() if old_logprobs is None else old_logprobs[idx]
                     if epoch == 0 and real:
                         seen_old[idx] = old
@@ -261,7 +274,8 @@ class Learner:
 
     def _values(self, batch: Batch) -> torch.Tensor:
         """Critic value at each position that predicts a next token (B, T)."""
-        return self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1, 0].float()
+        with self._autocast():
+            return self.critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1, 0].float()
 
     @torch.no_grad()
     def _gae_batch(self, batch: Batch, token_kl: torch.Tensor | None):
@@ -306,6 +320,13 @@ class Learner:
         lengths = batch.attention_mask.sum(-1).tolist()
         return pack_micro_batches(lengths, idx, self.optim_cfg.micro_batch_size, self.optim_cfg.micro_batch_tokens)
 
+    def _autocast(self):
+        """Forward passes run under this: torch.autocast to compute_dtype (optim.mixed_precision),
+        else nothing. Backward follows the forward's dtypes; log-softmax and the loss stay float32."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
     # ---- data-parallel hooks: one process here; rlreason.learner.fsdp.FSDPLearner overrides them ----
     def _wrap(self, model):
         """The model as this learner trains it: on its device (FSDP: sharded)."""
@@ -345,7 +366,8 @@ class Learner:
     def _no_grad_logprobs(self, model, batch: Batch, temperature: float) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
         for idx in self._micro_batches(batch, torch.arange(len(batch))):
-            out[idx] = micro_logprobs(model, batch, idx, temperature)[0]
+            with self._autocast():
+                out[idx] = micro_logprobs(model, batch, idx, temperature)[0]
         return out
 
     @staticmethod
@@ -389,7 +411,8 @@ class Learner:
         self.model.eval()
         ids = torch.tensor([token_ids])
         b = Batch(ids, torch.ones_like(ids), torch.ones(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1), torch.zeros(1, len(token_ids) - 1))
-        return token_logprobs(self.model, self._on_device(b))[0][0].tolist()
+        with self._autocast():
+            return token_logprobs(self.model, self._on_device(b))[0][0].tolist()
 
     def save(self, path: str) -> str:
         self.model.save_pretrained(path)
