@@ -227,7 +227,8 @@ def child_ours(spec: dict, out: Path) -> dict:
 
     run_dir = Path(spec["run_root"]) / "ours"
     cfg = base_config(spec, [f"run_dir={run_dir}", f"model.path={spec['warm_dir']}", "warm_start.enabled=false",
-                             "eval.every=0", f"eval.size={spec['eval_size']}", *spec["ours_set"]])
+                             "eval.every=0", f"eval.size={spec['eval_size']}",
+                             *(["optim.mixed_precision=bfloat16"] if spec.get("bf16") else []), *spec["ours_set"]])
     heldout, _ = problems(spec)
     tok = AutoTokenizer.from_pretrained(spec["warm_dir"])
     probe = AutoModelForCausalLM.from_pretrained(spec["warm_dir"])  # the evaluation copy
@@ -388,7 +389,7 @@ def child_trl(spec: dict, out: Path, use_vllm: bool) -> dict:
         max_completion_length=spec["max_tokens"], temperature=spec["temperature"], top_p=1.0, top_k=0,
         learning_rate=spec["lr"], adam_beta1=spec["betas"][0], adam_beta2=spec["betas"][1], weight_decay=0.0,
         max_grad_norm=spec["grad_clip"], beta=0.0, loss_type="dapo", epsilon=0.2, scale_rewards="group",
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, seed=0, data_seed=0,
+        bf16=spec.get("bf16", False), fp16=False, gradient_checkpointing=False, use_cpu=True, seed=0, data_seed=0,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         use_vllm=use_vllm, vllm_mode="colocate", vllm_max_model_length=256, vllm_gpu_memory_utilization=0.9,
         vllm_importance_sampling_correction=False,  # ours has no TIS either (algo.tis_cap: null)
@@ -696,6 +697,8 @@ def report(spec: dict, results: dict, warm_meta: dict) -> str:
             lines.append(f"TRL colocate weight sync unpatched: {s.get('unpatched_error') or 'worked'}; patched: {s.get('patched')}; "
                          f"vLLM vs model max |logprob diff| on 16 completions: {fmt(c.get('max_logprob_diff_after_sync'), '.1e')} after a sync "
                          f"({fmt(c.get('max_logprob_diff_before_sync'), '.1e')} one update behind)")
+    lines.append(f"learners compute in {'bf16 (autocast)' if spec.get('bf16') else 'fp32'}"
+                 + (f"; ours with {' '.join(spec['ours_set'])}" if spec.get("ours_set") else ""))
     lines.append(f"warm start: {warm_meta.get('steps')} SFT steps (teacher error {warm_meta.get('teacher_error')}), "
                  f"{fmt(warm_meta.get('seconds'), '.0f')} s, held-out greedy {fmt(warm_meta.get('accuracy'), '.3f')}")
     return "\n".join(lines)
@@ -719,6 +722,8 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=15.0, help="RL wall-time cap per system")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--trl-vllm-dtype", default="float32", help="dtype of TRL's colocated vLLM engine ('auto': TRL's default, bf16 on CPU)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 mixed precision in both learners: ours optim.mixed_precision=bfloat16, "
+                    "TRL bf16=True (torch.autocast; weights, gradients and AdamW stay fp32; the engines sample in fp32)")
     ap.add_argument("--ours-set", nargs="*", default=[], help="extra rlreason config overrides, e.g. rollout.max_staleness=1 algo.tis_cap=2")
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/rlreason/trl_bench"), help="warm-start cache and logs")
     ap.add_argument("--out", default="runs/trl_bench.json")
@@ -746,7 +751,7 @@ def main() -> None:
         "temperature": args.temperature, "lr": args.lr, "betas": [0.9, 0.99], "grad_clip": 1.0, "warmup": args.warmup,
         "schedule": args.schedule, "warm_steps": args.warm_steps, "teacher_error": args.teacher_error,
         "eval_every": args.eval_every, "eval_size": args.eval_size, "target": args.target, "max_minutes": args.max_minutes,
-        "ours_set": args.ours_set, "trl_vllm_dtype": args.trl_vllm_dtype,
+        "ours_set": args.ours_set, "trl_vllm_dtype": args.trl_vllm_dtype, "bf16": args.bf16,
     }
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_start = os.getloadavg()

@@ -101,6 +101,9 @@ class RolloutConfig:
     kv_cache_gib: float = 1.0
     max_model_len: int = 256
     seed: int = 0
+    # The engines' dtype; '' = model.dtype. On GPUs: bfloat16 engines beside a float32 learner
+    # (model.dtype, its master weights and AdamW state) that computes in bf16 (optim.mixed_precision).
+    dtype: str = ""
     # Async mode: the batches of the next N steps are sampled while the learner trains, so a
     # batch is up to N policy versions old (metrics async/policy_lag_*). 0 = synchronous.
     # Needs algo.tis_cap, which reweights the stale samples to the current policy.
@@ -274,6 +277,11 @@ class Config:
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir.format(name=self.name))
 
+    @property
+    def engine_dtype(self) -> str:
+        """The dtype the rollout engines load the model in."""
+        return self.rollout.dtype or self.model.dtype
+
 
 def _check(value: Any, tp: Any, where: str) -> Any:
     """Return `value` converted to type `tp`, or raise ConfigError naming `where`."""
@@ -408,6 +416,7 @@ def validate(cfg: Config) -> None:
         (cfg.task.name in ("addition", "functions", "dataset"), "task.name", cfg.task.name, ["addition", "functions", "dataset"]),
         (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
+        (cfg.rollout.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", cfg.rollout.dtype, ["''", "float32", "bfloat16", "float16"]),
         (cfg.optim.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", cfg.optim.mixed_precision, ["auto", "bfloat16", "''"]),
     ]
     for ok, key, value, allowed in checks:

@@ -117,6 +117,45 @@ def test_sync_makes_engine_fresh(workers):
     assert engine.generate(["1+2>"], 1, 1.0, 1.0, 4, seed=0)[0][0].version == 7
 
 
+def _engine_state(engine):
+    """Run inside an engine actor: the vLLM model's parameters (vLLM's own names), on CPU."""
+    return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]
+
+
+def test_bf16_engine_beside_an_fp32_learner(workers, tiny_model_dir):
+    """rollout.dtype=bfloat16 with model.dtype float32 (the GPU recipes' layout): the engine
+    holds bf16 weights, and a sync casts the learner's fp32 weights into them, exactly."""
+    import copy
+
+    import ray
+
+    from rlreason.cluster.ray_workers import RayEngine
+    from rlreason.learner.batch import make_batch
+
+    cfg, learner, _, _ = workers
+    bf = copy.deepcopy(cfg)
+    bf.rollout.dtype = "bfloat16"
+    assert bf.engine_dtype == "bfloat16" and cfg.engine_dtype == "float32"
+    engine = RayEngine(bf, str(tiny_model_dir[0]))
+    try:
+        names = ["model.embed_tokens.weight", "model.norm.weight"]  # same names in vLLM and HF
+        state = ray.get(engine.actor.__ray_call__.remote(_engine_state))
+        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.bfloat16}
+        groups = engine.generate(["347+586>", "12+34>"], 4, 1.0, 1.0, 12, seed=0)
+        learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
+        fp32 = ray.get(learner.weights())  # an ObjectRef without a transport
+        rows = {k: fp32[k].shape[0] for k in names}  # vLLM pads the vocabulary to a multiple of 64 rows
+        assert not all(torch.equal(state[k][: rows[k]], fp32[k].to(torch.bfloat16)) for k in names)  # the update moved them
+        engine.load_weights(fp32, version=1)
+        state = ray.get(engine.actor.__ray_call__.remote(_engine_state))
+        for k in names:
+            assert state[k].dtype == torch.bfloat16 and torch.equal(state[k][: rows[k]], fp32[k].to(torch.bfloat16))
+        # bf16 rounding: close to the learner's fp32 logprobs, not equal
+        assert 0 < max_diff(engine.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)) < 0.1
+    finally:
+        ray.kill(engine.actor)
+
+
 ALGO_RECIPES = [
     "addition_grpo", "addition_dr_grpo", "addition_rloo", "addition_reinforce_pp", "addition_gspo",
     "addition_dapo", "addition_expert_iteration", "addition_ppo",

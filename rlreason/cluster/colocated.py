@@ -115,7 +115,7 @@ def build_colocated(cfg: Config, model_path: str) -> tuple[ColocatedEngine, Colo
     env = _actor_env(cfg)
     env["env_vars"].update(cpu_engine_env(threads))
     learner_args = (model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, threads, cfg.steps, cfg.critic)
-    engine_args = (model_path, cfg.model.dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, threads)
+    engine_args = (model_path, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, threads)
     actor = (
         ray.remote(num_cpus=cpus, num_gpus=gpus)(ColocatedWorker)
         .options(runtime_env=env, **_in_bundle(pg))

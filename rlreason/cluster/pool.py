@@ -155,7 +155,7 @@ class RolloutPool:
         actor_cls = ray.remote(num_cpus=cfg.ray.rollout_cpus, num_gpus=cfg.ray.rollout_gpus)(EngineWorker)
         return actor_cls.options(runtime_env=env, max_restarts=0, **_in_bundle(self.pg, k)).remote(
             k, self.threads, self.fault_sync_sleep_s,
-            self.model_path, cfg.model.dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, self.threads,
+            self.model_path, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, self.threads,
             cfg.ray.transport if cfg.ray.transport in COLLECTIVE_BACKENDS else None,
         )
 
