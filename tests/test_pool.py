@@ -250,6 +250,12 @@ def test_two_workers_return_the_samples_of_one_engine(synced):
     assert flat(greedy1) == flat(greedy2)
 
 
+# A generate of 5 * LONG prompts x 4 samples x LONG_TOKENS tokens takes well over a second on a
+# one-core worker, so a kill 0.3 s in lands inside it (at 5 * 8 prompts x 24 tokens a faster
+# engine could finish first, and the test would see no kill)
+LONG, LONG_TOKENS = 24, 40
+
+
 def kill_soon(pool, worker: int, delay: float) -> threading.Thread:
     pid = pool.pids()[worker]
 
@@ -266,11 +272,11 @@ def kill_soon(pool, worker: int, delay: float) -> threading.Thread:
 def test_a_worker_killed_mid_generate_is_replaced_and_the_samples_do_not_change(synced):
     learner, one, two, handle, reference = synced
     before = two.pids()
-    long_prompts = PROMPTS * 8  # long enough a generate that the kill lands inside it
-    expected = one.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    long_prompts = PROMPTS * LONG  # long enough a generate that the kill lands inside it
+    expected = one.generate(long_prompts, 4, 1.0, 1.0, LONG_TOKENS, seed=100)
     t0 = time.time()
     thread = kill_soon(two, 1, 0.3)
-    got = two.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    got = two.generate(long_prompts, 4, 1.0, 1.0, LONG_TOKENS, seed=100)
     thread.join()
     assert two.events[-1] == {"worker": 1, "during": "generate", "error": "ActorDiedError"}, two.events
     assert two.restarts == [0, 1]
@@ -286,12 +292,12 @@ def test_streamed_generate_survives_a_kill_and_sends_each_group_once(synced):
     """generate_stream: groups arrive as workers finish them; a worker killed mid-stream is
     replaced, its shard re-run, and no group is sent twice or lost: the samples of one engine."""
     learner, one, two, handle, reference = synced
-    long_prompts = PROMPTS * 8
-    expected = one.generate(long_prompts, 4, 1.0, 1.0, 24, seed=100)
+    long_prompts = PROMPTS * LONG
+    expected = one.generate(long_prompts, 4, 1.0, 1.0, LONG_TOKENS, seed=100)
     restarts = two.restarts[1]
     thread = kill_soon(two, 1, 0.3)
     got, chunks = {}, 0
-    for chunk in two.generate_stream(long_prompts, 4, 1.0, 1.0, 24, seed=100):
+    for chunk in two.generate_stream(long_prompts, 4, 1.0, 1.0, LONG_TOKENS, seed=100):
         chunks += 1
         for i, group in chunk:
             assert i not in got
