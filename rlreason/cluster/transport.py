@@ -24,6 +24,9 @@ from typing import Any, Iterable, Iterator, Protocol
 import torch
 
 
+
+GROUP_FORM_TIMEOUT_S = 300.0  # the least time Collective.connect gives the group to form
+
 class Transport(Protocol):
     name: str
 
@@ -100,8 +103,10 @@ class Collective:
         ray.get([a.__ray_ready__.remote() for a in [*learner_ranks, *engines]])  # started: their start is not the sync's time
         # the group's own timeout is twice the driver's deadline, so that a hung round surfaces
         # here as SyncTimeoutError (publish) rather than as a gloo/NCCL error inside an actor
+        # forming the group is not a sync: the learner's first import of vLLM's weight-transfer
+        # modules alone can take longer than a short ray.sync_timeout_s on a loaded machine
         ray.get([r.open_weight_sender.remote(self.backend, engines, rank, 2 * self.timeout_s)
-                 for rank, r in enumerate(learner_ranks)], timeout=self.timeout_s)
+                 for rank, r in enumerate(learner_ranks)], timeout=max(self.timeout_s, GROUP_FORM_TIMEOUT_S))
 
     def publish(self, learner) -> Delivered:
         """`learner`: the learner actor, or every rank of a learner group (each takes part)."""
