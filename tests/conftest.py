@@ -18,3 +18,42 @@ def tiny_model_dir(tmp_path_factory):
 
     cfg = ModelConfig(cache_dir=str(tmp_path_factory.mktemp("model-cache")))
     return ensure_tiny_model(cfg), cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Ending the pytest process
+# ---------------------------------------------------------------------------------------------
+# This one process hosts, over the suite, a dozen Ray driver sessions (ray.init/shutdown), the
+# learner in-process with several thread counts and bf16 autocast, gloo groups, math-verify
+# pools and HF datasets. Twice (CI at stop 14, and a fresh-clone run the same day) every test
+# passed and the interpreter then died while finalizing those native libraries: "Segmentation
+# fault" and "double free or corruption (!prev)", after the summary, so `make test` failed on a
+# green suite. It did not reproduce in 5 runs of the in-process learner tests, nor in a third
+# full run. The product's own processes (`rlreason train`, the actors) are not affected: the
+# end-to-end tests check their exit codes. So, once pytest has reported and written its
+# caches, end the process with its own exit status instead of running native finalizers.
+# RLREASON_TEST_HARD_EXIT=0 turns this off (to hunt the crash, or when pytest runs in-process).
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except ImportError:
+        pass
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    status = config.stash.get(_EXIT_STATUS, None)
+    if status is None or os.environ.get("RLREASON_TEST_HARD_EXIT", "1") == "0":
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
