@@ -120,6 +120,59 @@ def test_a_hung_broadcast_raises_within_the_timeout(tiny_model_dir):
         ray.shutdown()
 
 
+def _engine_state(engine):
+    """Run inside an engine actor: the vLLM model's parameters (vLLM's own names), on CPU."""
+    return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]
+
+
+def _learner_state(learner):
+    """Run inside the learner actor: its HF state dict, on CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in learner.model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
+    """The GPU recipes' layout (model.dtype float32, rollout.dtype bfloat16) over the collective
+    transport: the broadcast sends the learner's fp32 tensors, the engine receives them in the
+    sender's dtype and loads them into its bf16 parameters, equal to fp32.to(bfloat16) bit for bit."""
+    import ray
+    import torch
+
+    from rlreason.cluster.pool import RolloutPool
+    from rlreason.cluster.ray_workers import RayLearner, connect
+    from rlreason.cluster.transport import Collective, Delivered
+    from rlreason.learner.batch import make_batch
+
+    path, model_cfg = tiny_model_dir
+    cfg = load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=2",
+                             "ray.threads=1", "ray.transport=gloo", "ray.sync_timeout_s=120", "rollout.dtype=bfloat16",
+                             "optim.lr=1e-2", "optim.warmup_steps=1"])
+    assert (cfg.model.dtype, cfg.engine_dtype) == ("float32", "bfloat16")
+    connect(cfg)
+    try:
+        transport = Collective("gloo", cfg.ray.sync_timeout_s)
+        learner = RayLearner(cfg, str(path), transport=transport)
+        pool = RolloutPool(cfg, str(path))
+        transport.connect([learner.actor], pool.workers)
+        names = ["model.embed_tokens.weight", "model.norm.weight", "model.layers.0.mlp.down_proj.weight"]  # same in vLLM
+        groups = pool.generate(["347+586>", "12+34>"], 4, 1.0, 1.0, 12, 0)
+        learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
+        fp32 = ray.get(learner.actor.__ray_call__.remote(_learner_state))
+        before = ray.get(pool.workers[0].__ray_call__.remote(_engine_state))
+        assert {v.dtype for v in before.values() if v.is_floating_point()} == {torch.bfloat16} and fp32[names[0]].dtype == torch.float32
+        rows = {k: fp32[k].shape[0] for k in names}  # vLLM pads the vocabulary rows
+        assert not all(torch.equal(before[k][: rows[k]], fp32[k].to(torch.bfloat16)) for k in names)  # the update moved them
+        handle = learner.weights()  # the broadcast: the engine loads as it receives
+        assert isinstance(handle, Delivered)
+        assert pool.load_weights(handle, version=1) == 1
+        after = ray.get(pool.workers[0].__ray_call__.remote(_engine_state))
+        for k in names:
+            assert after[k].dtype == torch.bfloat16 and torch.equal(after[k][: rows[k]], fp32[k].to(torch.bfloat16)), k
+        assert 0 < max(abs(a - b) for a, b in zip(pool.prompt_logprobs(IDS), learner.sequence_logprobs(IDS))) < 0.1
+    finally:
+        ray.shutdown()
+
+
 def test_a_dead_worker_with_a_broadcast_group_is_a_clear_error():
     """Unit test (no Ray): a group cannot take a new member, so the pool says so and how to go on,
     even before the first sync, instead of starting a worker the next broadcast would wait for."""
