@@ -106,6 +106,26 @@ def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, t
         group.shutdown()
 
 
+def test_two_ranks_compute_in_bf16_on_cpu_when_asked(ray_cluster, tiny_model_dir):
+    """optim.mixed_precision=bfloat16 on CPU ranks (torch.autocast per rank; FSDP2's
+    MixedPrecisionPolicy is for GPUs): two updates give one bf16 process's statistics and
+    weights, which differ from fp32's, and the ranks' weights stay fp32."""
+    path, model_cfg = tiny_model_dir
+    optim = OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1, mixed_precision="bfloat16")
+    group, single = group_and_single(path, model_cfg, AlgoConfig(), optim)
+    fp32 = Learner(str(path), AlgoConfig(), OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1), threads=1, total_steps=10)
+    try:
+        for adv in [(1.0, -1.0, 0.5, -0.5, 1.0), (-1.0, 1.0, 1.0, -0.5, 0.0)]:
+            a, b, c = group.update(batch_of_five(adv), 1.0), single.update(batch_of_five(adv), 1.0), fp32.update(batch_of_five(adv), 1.0)
+            assert_same_stats(a, b, rel=1e-4)
+            assert not math.isclose(a.grad_norm, c.grad_norm, rel_tol=1e-4)  # so the check above can tell bf16 from fp32
+        weights = weights_of(group)
+        assert {v.dtype for v in weights.values()} == {torch.float32}
+        assert_same_weights(weights, single.weights(), single.start)
+    finally:
+        group.shutdown()
+
+
 def test_two_ranks_match_one_process_minibatches_kl_and_checkpoints(ray_cluster, tiny_model_dir, tmp_path):
     """2 minibatches x 2 epochs (old logprobs from a sharded forward), a sharded KL reference,
     GRPO's seq-mean aggregation, TIS; then checkpoints both ways: M=2 saves, M=1 loads, and back,
