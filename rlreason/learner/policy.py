@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from rlreason.checkpoint import fingerprint, rng_state, set_rng_state
 from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import pack_micro_batches, sft_batch, trim
 from rlreason.types import Batch, UpdateStats
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -73,7 +76,22 @@ def compute_dtype(mixed_precision: str, device: torch.device, model_dtype: torch
     if mixed_precision == "auto":
         mixed_precision = "bfloat16" if device.type == "cuda" else ""
     dtype = _DTYPES[mixed_precision] if mixed_precision else None
-    return None if dtype == model_dtype else dtype
+    dtype = None if dtype == model_dtype else dtype
+    if dtype == torch.bfloat16 and device.type == "cpu" and cpu_has_native_bf16() is False:
+        log.warning(
+            "optim.mixed_precision=bfloat16 on a CPU without AVX512-BF16 or AMX (no avx512_bf16/amx_bf16 in /proc/cpuinfo): "
+            "bf16 matmuls are emulated there, 10-30x slower than float32; set optim.mixed_precision='' for float32"
+        )
+    return dtype
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); None where unknown."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 class Learner:
