@@ -120,16 +120,6 @@ def test_a_hung_broadcast_raises_within_the_timeout(tiny_model_dir):
         ray.shutdown()
 
 
-def _engine_state(engine):
-    """Run inside an engine actor: the vLLM model's parameters (vLLM's own names), on CPU."""
-    return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]
-
-
-def _learner_state(learner):
-    """Run inside the learner actor: its HF state dict, on CPU."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in learner.model.state_dict().items()}
-
-
 @pytest.mark.slow
 def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
     """The GPU recipes' layout (model.dtype float32, rollout.dtype bfloat16) over the collective
@@ -142,6 +132,7 @@ def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
     from rlreason.cluster.ray_workers import RayLearner, connect
     from rlreason.cluster.transport import Collective, Delivered
     from rlreason.learner.batch import make_batch
+    from tests.test_e2e_loop import _engine_state
 
     path, model_cfg = tiny_model_dir
     cfg = load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=2",
@@ -157,7 +148,7 @@ def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
         names = ["model.embed_tokens.weight", "model.norm.weight", "model.layers.0.mlp.down_proj.weight"]  # same in vLLM
         groups = pool.generate(["347+586>", "12+34>"], 4, 1.0, 1.0, 12, 0)
         learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
-        fp32 = ray.get(learner.actor.__ray_call__.remote(_learner_state))
+        fp32 = ray.get(learner.actor.weights.remote())  # the actor's state dict (the handle's weights() broadcasts)
         before = ray.get(pool.workers[0].__ray_call__.remote(_engine_state))
         assert {v.dtype for v in before.values() if v.is_floating_point()} == {torch.bfloat16} and fp32[names[0]].dtype == torch.float32
         rows = {k: fp32[k].shape[0] for k in names}  # vLLM pads the vocabulary rows
