@@ -166,6 +166,11 @@ class OptimConfig:
     # CPU too (fast on CPUs with AVX512-BF16 or AMX); '' = model.dtype. One process: torch.autocast;
     # FSDP2 ranks on GPUs: MixedPrecisionPolicy (gradients reduced in float32).
     mixed_precision: str = "auto"
+    # Skip the forward and backward of rows whose advantages are all zero (a GRPO group whose
+    # samples all got the same reward) when that is exact: PPO-clip or GSPO, no entropy bonus,
+    # no KL loss term. Such a row adds exactly nothing to the gradient; the loss is still
+    # normalised over the whole minibatch, so the update is unchanged.
+    skip_zero_advantage: bool = True
 
 
 @dataclass

@@ -71,3 +71,6 @@ class UpdateStats:
     tis_clip_frac: float  # share of tokens whose IS ratio exceeded algo.tis_cap (0 when off)
     value_loss: float = 0.0  # critic's clipped value loss (PPO with a critic; 0 without)
     value_clip_frac: float = 0.0
+    # share of the batch's rows whose forward and backward were skipped: all-zero advantages,
+    # no gradient (optim.skip_zero_advantage); clip_frac, entropy and the mismatch metrics cover the others
+    skipped_rows: float = 0.0

@@ -196,3 +196,62 @@ def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_state(tiny_model_d
     state = mixed.optimizer.state[next(mixed.model.parameters())]
     assert state["exp_avg"].dtype == torch.float32 and state["exp_avg_sq"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in mixed.weights().values())
+
+
+def mixed_groups_batch(advantages):
+    """Three groups of two samples, of different lengths; `advantages` (3, 2)."""
+    def sample(completion, logprob):
+        return Sample([10, 11, 12], completion, "", [logprob] * len(completion), "stop", 0)
+
+    groups = [
+        [sample([13, 14, 2], -1.0), sample([15, 2], -1.0)],
+        [sample([16, 17, 18, 2], -30.0), sample([19, 2], -30.0)],  # far from the learner's ~-4.6
+        [sample([13, 2], -1.5), sample([14, 15, 2], -1.5)],
+    ]
+    return make_batch(groups, torch.tensor(advantages), pad_id=0)
+
+
+@pytest.mark.parametrize("loss,agg,micro,minibatches", [
+    ("ppo_clip", None, 256, 1), ("ppo_clip", "seq_mean_token_mean", 1, 2), ("gspo", None, 2, 1), ("ppo_clip", "seq_mean_token_sum_norm", 256, 2),
+])
+def test_rows_with_zero_advantage_are_skipped_and_the_update_is_unchanged(tiny_model_dir, loss, agg, micro, minibatches):
+    """A group whose samples all got the same reward has zero advantages: its rows add nothing to
+    the gradient, so they are not run, and the weights after each update are those of the update
+    that ran them. The second batch is all zero: AdamW still steps (on its momentum) the same."""
+    path, _ = tiny_model_dir
+    algo = AlgoConfig(policy_loss=loss, loss_agg=agg, minibatches=minibatches, tis_cap=2.0)
+    batches = [mixed_groups_batch([[1.0, -1.0], [0.0, 0.0], [-0.5, 0.5]]), mixed_groups_batch([[0.0, 0.0]] * 3)]
+    runs = {}
+    for skip in (False, True):
+        learner = Learner(str(path), algo, OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=micro, skip_zero_advantage=skip), threads=2)
+        rows_run = []
+        learner.model.model.embed_tokens.register_forward_hook(lambda m, args, out: rows_run.append(args[0].shape[0]))
+        stats = [learner.update(b) for b in batches]
+        runs[skip] = stats, learner.weights(), sum(rows_run)
+    (full, w_full, rows_full), (skipped, w_skipped, rows_skipped) = runs[False], runs[True]
+    moved = max((w_full[k] - Learner(str(path), algo, OptimConfig()).weights()[k]).abs().max().item() for k in w_full)
+    assert moved > 1e-3  # the updates did change the weights
+    for k in w_full:
+        torch.testing.assert_close(w_skipped[k], w_full[k], rtol=1e-3, atol=1e-4)  # summation order; Adam's steps here are ~1e-2
+    for a, b in zip(full, skipped):
+        assert math.isclose(a.loss, b.loss, rel_tol=1e-5, abs_tol=1e-7)
+        assert math.isclose(a.grad_norm, b.grad_norm, rel_tol=1e-4, abs_tol=1e-9)
+    assert [s.skipped_rows for s in full] == [0.0, 0.0]
+    assert skipped[0].skipped_rows == pytest.approx(2 / 6)
+    assert skipped[1].grad_norm == 0.0 and skipped[1].skipped_rows == pytest.approx(1 - minibatches / 6)  # one zero-gradient row per minibatch still runs
+    if minibatches == 1:  # the forward passes ran on 6 + 6 rows, against 4 + 1 with skipping
+        assert (rows_full, rows_skipped) == (12, 5)
+    # the mismatch metrics cover the rows that ran: not the skipped group's far-off sampling logprobs
+    assert skipped[0].mismatch_logprob_diff_max < 10 < full[0].mismatch_logprob_diff_max
+
+
+def test_zero_advantage_rows_run_when_their_loss_has_other_terms(tiny_model_dir):
+    """An entropy bonus (or a KL loss term) gives a zero-advantage row a gradient: nothing is skipped."""
+    path, _ = tiny_model_dir
+    batch = mixed_groups_batch([[1.0, -1.0], [0.0, 0.0], [-0.5, 0.5]])
+    for algo in (AlgoConfig(entropy_coef=0.01), AlgoConfig(kl_coef=0.1), AlgoConfig(policy_loss="sft")):
+        assert Learner(str(path), algo, OptimConfig(), threads=2).update(batch).skipped_rows == 0.0
+    # KL in the reward: rows are judged by their advantages after the KL penalty
+    learner = Learner(str(path), AlgoConfig(kl_coef=0.1, kl_in_reward=True), OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
+    assert learner.update(batch).skipped_rows == pytest.approx(2 / 6)  # policy == reference: no penalty yet
+    assert learner.update(batch).skipped_rows == 0.0  # the policy has moved: every row has a KL penalty

@@ -44,7 +44,7 @@ from rlreason.learner.policy import Learner
 from rlreason.types import Batch
 
 # UpdateStats sums that are weighted shares of the batch (the grad norm is global already)
-_SHARED_SUMS = ("loss", "policy_loss", "kl", "clip_frac", "entropy", "tis_clip_frac")
+_SHARED_SUMS = ("loss", "policy_loss", "kl", "clip_frac", "entropy", "tis_clip_frac", "seen_weight", "seen_tokens")
 
 
 def free_address() -> tuple[str, int]:

@@ -217,15 +217,23 @@ class Learner:
         elif token_kl is not None:  # no critic: each token's advantage carries the KL penalty still to come
             batch = dataclasses.replace(batch, advantages=batch.advantages + kl_penalty_to_go(token_kl, batch.loss_mask, self.algo.kl_coef))
         kl_in_loss = ref_logprobs is not None and not self.algo.kl_in_reward
-        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0, value_loss=0.0, value_clip_frac=0.0)
+        needed = self._rows_with_gradient(batch, kl_in_loss)
+        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0,
+                    value_loss=0.0, value_clip_frac=0.0, seen_weight=0.0, seen_tokens=0.0)
         seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
+        seen_rows = torch.zeros(len(batch), dtype=torch.bool)  # rows whose forward ran (epoch 0)
         n_steps = 0
         for epoch in range(self.algo.epochs):
             perm = torch.randperm(len(batch), generator=self.generator)
             for mb_idx in perm.chunk(self.algo.minibatches):
-                mb_mask = batch.loss_mask[mb_idx]
+                mb_mask = batch.loss_mask[mb_idx]  # the minibatch's aggregate is over all its rows, computed or not
+                rows = mb_idx[needed[mb_idx]]
+                if len(rows) == 0:  # nothing to learn here: one zero-gradient row, so that AdamW steps on
+                    rows = mb_idx[:1]  # zero gradients (not on none) and every FSDP rank runs a pass
+                if epoch == 0:
+                    seen_rows[rows] = True
                 self.optimizer.zero_grad(set_to_none=True)
-                for idx, real in self._rank_micro_batches(batch, mb_idx):  # real=0: a rank's padding
+                for idx, real in self._rank_micro_batches(batch, rows):  # real=0: a rank's padding
                     micro = batch.select(idx)
                     with self._autocast():
                         logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
@@ -237,6 +245,7 @@ class Learner:
                         tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
                         advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
                         sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
+                    sums["seen_tokens"] += part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
                     pg_loss, pg_stats = self.policy_loss(
                         logp, old, advantages, micro.loss_mask,
                         self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
@@ -258,6 +267,7 @@ class Learner:
                     sums["kl"] += kl.item() * w
                     sums["clip_frac"] += pg_stats["clip_frac"].item() * w
                     sums["entropy"] += masked_mean(entropy.detach(), micro.loss_mask).item() * w
+                    sums["seen_weight"] += w
                 grad_norm = self._clip_grads(self.model.parameters(), self.optim_cfg.grad_clip)
                 self._check_finite(grad_norm, "RL update (gradient norm)")
                 self.optimizer.step()
@@ -269,13 +279,17 @@ class Learner:
                 n_steps += 1
         self.scheduler.step()
         sums, seen_old = self._reduce_stats(sums, seen_old)
-        mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, batch.loss_mask).items()}
+        seen_mask = batch.loss_mask * seen_rows[:, None].to(batch.loss_mask.device)
+        mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, seen_mask).items()}
+        # clip fraction, entropy and the TIS clip fraction: means over the rows whose forward ran
+        # (all of them unless rows were skipped); loss and KL: the minibatch aggregates
+        per_seen = lambda key, weight: sums[key] / sums[weight] if sums[weight] > 0 else 0.0  # noqa: E731
         return UpdateStats(
             loss=sums["loss"] / n_steps,
             policy_loss=sums["policy_loss"] / n_steps,
             kl=sums["kl"] / n_steps,
-            clip_frac=sums["clip_frac"] / n_steps,
-            entropy=sums["entropy"] / n_steps,
+            clip_frac=per_seen("clip_frac", "seen_weight"),
+            entropy=per_seen("entropy", "seen_weight"),
             grad_norm=sums["grad_norm"] / n_steps,
             lr=self.scheduler.get_last_lr()[0],
             tokens=int(batch.loss_mask.sum().item()),
@@ -285,7 +299,8 @@ class Learner:
             is_ratio_mean=mismatch["is_ratio_mean"],
             is_ratio_min=mismatch["is_ratio_min"],
             is_ratio_max=mismatch["is_ratio_max"],
-            tis_clip_frac=sums["tis_clip_frac"] / n_steps,
+            tis_clip_frac=per_seen("tis_clip_frac", "seen_tokens"),
+            skipped_rows=1.0 - seen_rows.float().mean().item(),
             value_loss=sums["value_loss"] / n_steps,
             value_clip_frac=sums["value_clip_frac"] / n_steps,
         )
@@ -331,6 +346,22 @@ class Learner:
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.optim_cfg.grad_clip)
         self.critic_optimizer.step()
         return loss_sum, clip_sum
+
+    def _rows_with_gradient(self, batch: Batch, kl_in_loss: bool) -> torch.Tensor:
+        """(B,) bool: the rows the update must run forward and backward. With PPO-clip or GSPO,
+        no entropy bonus and no KL loss term, every term of a row's loss is multiplied by its
+        advantage, so a row whose advantages are all zero (a group whose samples all got the same
+        reward) adds exactly zero to the gradient: it is skipped (optim.skip_zero_advantage).
+        Otherwise, every row."""
+        exact = (
+            self.optim_cfg.skip_zero_advantage
+            and self.algo.policy_loss in ("ppo_clip", "gspo")
+            and not self.algo.entropy_coef
+            and not kl_in_loss
+        )
+        if not exact:
+            return torch.ones(len(batch), dtype=torch.bool)
+        return (batch.advantages != 0).any(-1).cpu()
 
     def _micro_batches(self, batch: Batch, idx: torch.Tensor) -> list[torch.Tensor]:
         """Rows of similar length together, at most optim.micro_batch_size rows and (when set)
