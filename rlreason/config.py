@@ -147,6 +147,10 @@ class CriticConfig:
     whiten: bool = True  # normalise GAE advantages over the batch's completion tokens
 
 
+# optim.attn_implementation: 'auto', or one of transformers' attention kernels
+ATTN_IMPLEMENTATIONS = ("auto", "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
@@ -171,6 +175,10 @@ class OptimConfig:
     # no KL loss term. Such a row adds exactly nothing to the gradient; the loss is still
     # normalised over the whole minibatch, so the update is unchanged.
     skip_zero_advantage: bool = True
+    # transformers' attention kernel for the learner's models: 'auto' = 'eager' when the learner
+    # computes in bf16 on CPU (torch's CPU flash-attention backward in bf16 was 1.5x slower there,
+    # and further from float32), else transformers' default ('sdpa'); or a name transformers knows
+    attn_implementation: str = "auto"
 
 
 @dataclass
@@ -423,6 +431,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
         (cfg.rollout.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", cfg.rollout.dtype, ["''", "float32", "bfloat16", "float16"]),
         (cfg.optim.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", cfg.optim.mixed_precision, ["auto", "bfloat16", "''"]),
+        (cfg.optim.attn_implementation in ATTN_IMPLEMENTATIONS, "optim.attn_implementation", cfg.optim.attn_implementation, list(ATTN_IMPLEMENTATIONS)),
     ]
     for ok, key, value, allowed in checks:
         if not ok:

@@ -66,6 +66,12 @@ def test_unknown_mixed_precision():
     assert load_config(None, ["optim.mixed_precision=bfloat16"]).optim.mixed_precision == "bfloat16"
 
 
+def test_unknown_attn_implementation():
+    with pytest.raises(ConfigError, match=r"'optim\.attn_implementation'.*'flash'.*choose one of"):
+        load_config(None, ["optim.attn_implementation=flash"])
+    assert load_config(None, ["optim.attn_implementation=eager"]).optim.attn_implementation == "eager"
+
+
 def test_override_without_equals():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["steps"])

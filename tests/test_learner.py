@@ -153,6 +153,23 @@ def test_mixed_precision_resolves_per_device():
     assert compute_dtype("", gpu, torch.float32) is None
 
 
+def test_attention_kernel_resolves_per_device_and_dtype(tiny_model_dir):
+    """'auto' is eager attention for bf16 compute on CPU (torch's CPU flash-attention backward is
+    slow in bf16), transformers' default otherwise; a name given is passed through."""
+    from rlreason.learner.policy import attention_kwargs
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert attention_kwargs("auto", cpu, torch.bfloat16) == {"attn_implementation": "eager"}
+    assert attention_kwargs("auto", cpu, None) == {} and attention_kwargs("auto", gpu, torch.bfloat16) == {}
+    assert attention_kwargs("sdpa", cpu, torch.bfloat16) == {"attn_implementation": "sdpa"}
+    path, _ = tiny_model_dir
+    bf16 = Learner(str(path), AlgoConfig(kl_coef=0.1), OptimConfig(mixed_precision="bfloat16"), threads=2)
+    fp32 = Learner(str(path), AlgoConfig(), OptimConfig(), threads=2)
+    bf16.update(rollout_batch([1.0, -1.0]))  # makes the KL reference
+    assert bf16.model.config._attn_implementation == "eager" and bf16.ref.config._attn_implementation == "eager"
+    assert fp32.model.config._attn_implementation == "sdpa"
+
+
 def test_bf16_on_a_cpu_without_bf16_units_warns(tmp_path, monkeypatch, caplog):
     """An AVX2-only CPU emulates bf16 matmuls (measured 1-8 GFLOP/s against 31-76 in fp32):
     asking for bf16 there says so, naming the key; a CPU with avx512_bf16 or AMX does not warn."""

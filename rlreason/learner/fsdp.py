@@ -191,7 +191,7 @@ class FSDPLearner(Learner):
         from transformers import AutoModelForCausalLM
 
         full = self._full_state(self.model, everywhere=True)
-        ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+        ref = AutoModelForCausalLM.from_pretrained(self.model_path, **self.load_kwargs)
         ref.load_state_dict(full)
         self.ref_identity = {"source": "snapshot" if self.trained else "base", "sha256": fingerprint(full)}
         del full

@@ -85,6 +85,16 @@ def compute_dtype(mixed_precision: str, device: torch.device, model_dtype: torch
     return dtype
 
 
+def attention_kwargs(attn_implementation: str, device: torch.device, compute: torch.dtype | None) -> dict:
+    """from_pretrained's attn_implementation for optim.attn_implementation ({} = transformers'
+    default). 'auto': 'eager' for bf16 compute on CPU, where torch's flash-attention kernel for
+    CPU was 1.5x slower in the update (its backward) and further from float32 than eager
+    attention (docs/learner.md); else transformers' default."""
+    if attn_implementation == "auto":
+        attn_implementation = "eager" if device.type == "cpu" and compute == torch.bfloat16 else ""
+    return {"attn_implementation": attn_implementation} if attn_implementation else {}
+
+
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); None where unknown."""
     try:
@@ -120,8 +130,10 @@ class Learner:
         torch.manual_seed(seed)
         self.algo, self.optim_cfg, self.model_path, self.dtype = algo, optim, model, _DTYPES[dtype]
         self.compute_dtype = compute_dtype(optim.mixed_precision, self.device, self.dtype)
+        # every model this learner loads (policy, critic, KL reference) gets this attention kernel
+        self.load_kwargs = {"dtype": self.dtype, **attention_kwargs(optim.attn_implementation, self.device, self.compute_dtype)}
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[dtype])
+        self.model = AutoModelForCausalLM.from_pretrained(model, **self.load_kwargs)
         if optim.gradient_checkpointing:  # recompute each layer's activations in backward: memory for time
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = self._wrap(self.model)
@@ -145,7 +157,7 @@ class Learner:
             # no dropout before the value head (transformers defaults it to 0.1): values must be deterministic
             critic_config = AutoConfig.from_pretrained(model, num_labels=1)
             critic_config.classifier_dropout = 0.0
-            self.critic = AutoModelForTokenClassification.from_pretrained(model, config=critic_config, dtype=_DTYPES[dtype])
+            self.critic = AutoModelForTokenClassification.from_pretrained(model, config=critic_config, **self.load_kwargs)
             self.critic = self.critic.to(self.device)
             self.critic.config.pad_token_id = self.pad_id
             self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.critic_cfg.lr, betas=tuple(optim.betas))
@@ -517,7 +529,7 @@ class Learner:
         self.ref = None
         if self.ref_identity is not None:
             source = p / "reference" if self.ref_identity["source"] == "snapshot" else self.model_path
-            ref = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype)
+            ref = AutoModelForCausalLM.from_pretrained(source, **self.load_kwargs)
             if fingerprint(ref.state_dict()) != self.ref_identity["sha256"]:
                 raise ValueError(f"{p}: the KL reference loaded from {source} is not the one the run used (sha256 differs)")
             self.ref = self._wrap(ref).eval().requires_grad_(False)
