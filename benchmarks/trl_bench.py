@@ -349,14 +349,17 @@ def child_trl(spec: dict, out: Path, use_vllm: bool) -> dict:
     from trl import GRPOConfig, GRPOTrainer
     from trl.extras import profiling
 
-    from rlreason.learner.policy import lr_factor
+    from rlreason.learner.policy import attention_kwargs, lr_factor
     from rlreason.rewards import math_reward
 
     t0 = time.perf_counter()  # set-up: model, data, trainer (and its vLLM engine) until the first step
     torch.set_num_threads(os.cpu_count() or 1)
     heldout, train = problems(spec)
     tok = AutoTokenizer.from_pretrained(spec["warm_dir"])
-    model = AutoModelForCausalLM.from_pretrained(spec["warm_dir"], dtype=torch.float32)
+    # the attention kernel our learner picks (optim.attn_implementation=auto): eager for bf16 on
+    # CPU, where torch's flash-attention backward is slow; transformers' default (sdpa) in fp32
+    attn = attention_kwargs("auto", torch.device("cpu"), torch.bfloat16 if spec.get("bf16") else None)
+    model = AutoModelForCausalLM.from_pretrained(spec["warm_dir"], dtype=torch.float32, **attn)
     data = Dataset.from_list([{"prompt": p.prompt, "answer": p.answer} for p in train])
 
     def math(prompts, completions, answer, **kwargs):
@@ -697,7 +700,7 @@ def report(spec: dict, results: dict, warm_meta: dict) -> str:
             lines.append(f"TRL colocate weight sync unpatched: {s.get('unpatched_error') or 'worked'}; patched: {s.get('patched')}; "
                          f"vLLM vs model max |logprob diff| on 16 completions: {fmt(c.get('max_logprob_diff_after_sync'), '.1e')} after a sync "
                          f"({fmt(c.get('max_logprob_diff_before_sync'), '.1e')} one update behind)")
-    lines.append(f"learners compute in {'bf16 (autocast)' if spec.get('bf16') else 'fp32'}"
+    lines.append(f"learners compute in {'bf16 (autocast), with eager attention' if spec.get('bf16') else 'fp32, with sdpa attention'}"
                  + (f"; ours with {' '.join(spec['ours_set'])}" if spec.get("ours_set") else ""))
     lines.append(f"warm start: {warm_meta.get('steps')} SFT steps (teacher error {warm_meta.get('teacher_error')}), "
                  f"{fmt(warm_meta.get('seconds'), '.0f')} s, held-out greedy {fmt(warm_meta.get('accuracy'), '.3f')}")
@@ -723,7 +726,8 @@ def main() -> None:
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--trl-vllm-dtype", default="float32", help="dtype of TRL's colocated vLLM engine ('auto': TRL's default, bf16 on CPU)")
     ap.add_argument("--bf16", action="store_true", help="bf16 mixed precision in both learners: ours optim.mixed_precision=bfloat16, "
-                    "TRL bf16=True (torch.autocast; weights, gradients and AdamW stay fp32; the engines sample in fp32)")
+                    "TRL bf16=True (torch.autocast; weights, gradients and AdamW stay fp32; the engines sample in fp32 unless "
+                    "--trl-vllm-dtype / --ours-set rollout.dtype say otherwise); both models with eager attention, as ours picks for bf16 on CPU")
     ap.add_argument("--ours-set", nargs="*", default=[], help="extra rlreason config overrides, e.g. rollout.max_staleness=1 algo.tis_cap=2")
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/rlreason/trl_bench"), help="warm-start cache and logs")
     ap.add_argument("--out", default="runs/trl_bench.json")
