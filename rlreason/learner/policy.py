@@ -253,11 +253,12 @@ class Learner:
                     if epoch == 0 and real:
                         seen_old[idx] = old
                     advantages = micro.advantages
+                    token_share = part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
+                    sums["seen_tokens"] += token_share
                     if self.algo.tis_cap is not None:  # correct for sampling with vLLM's slightly different policy
                         tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
                         advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
-                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
-                    sums["seen_tokens"] += part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
+                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * token_share
                     pg_loss, pg_stats = self.policy_loss(
                         logp, old, advantages, micro.loss_mask,
                         self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
