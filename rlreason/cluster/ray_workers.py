@@ -97,7 +97,8 @@ class RayEngine:
         env["env_vars"].update(cpu_engine_env(_threads(cfg)))
         actor_cls = ray.remote(num_cpus=cfg.ray.rollout_cpus, num_gpus=cfg.ray.rollout_gpus)(VLLMEngine)
         self.actor = actor_cls.options(runtime_env=env).remote(
-            model_path, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, _threads(cfg)
+            model_path, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed, _threads(cfg),
+            enforce_eager=cfg.rollout.enforce_eager,
         )
 
     def generate(self, prompts, n, temperature, top_p, max_tokens, seed) -> list[list[Sample]]:
