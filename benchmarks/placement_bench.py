@@ -100,7 +100,8 @@ def bare_vllm(model: str, cfg_overrides: list[str]):
     from rlreason.rollout.vllm_engine import VLLMEngine
 
     cfg = load_config(None, cfg_overrides)
-    llm = VLLMEngine(model, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed).llm
+    llm = VLLMEngine(model, cfg.engine_dtype, cfg.rollout.max_model_len, cfg.rollout.kv_cache_gib, cfg.rollout.seed,
+                     enforce_eager=cfg.rollout.enforce_eager).llm
     llm.generate(["1+2>"] * 8, use_tqdm=False)
     return llm
 

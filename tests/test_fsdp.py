@@ -33,17 +33,20 @@ def assert_same_stats(a, b, rel=1e-5):
         assert math.isclose(x, y, rel_tol=tol, abs_tol=1e-7), f"{k}: {x} vs {y}"
 
 
-def assert_same_weights(a: dict, b: dict, start: dict):
+def assert_same_weights(a: dict, b: dict, start: dict, rel=1e-3, worst=1e-3):
     """Weights `a` and `b`, both trained from `start`, made the same update: the difference of the
-    two updates is within 1e-3 of the update's norm. Adam divides by sqrt(v), so float noise in a
-    near-zero gradient moves single weights by a fair part of lr: one process with micro-batches
-    of 1 vs 8 rows ends these updates ~1e-5 apart in this norm, up to 5e-5 in one weight."""
+    two updates is within `rel` of the update's norm, and no single weight differs by `worst` or
+    more (None: not checked). Adam divides by sqrt(v), so float noise in a near-zero gradient moves
+    single weights by a fair part of lr: one process with micro-batches of 1 vs 8 rows ends these
+    updates ~1e-5 apart in this norm, up to 5e-5 in one weight; 2 ranks vs 1 process, 7e-5 and
+    7e-4 after two updates on an AMX host (its kernels sum in another order)."""
     assert a.keys() == b.keys() == start.keys()
     diff = sum(((a[k] - b[k]).double() ** 2).sum() for k in a).sqrt()
     update = sum(((b[k] - start[k]).double() ** 2).sum() for k in a).sqrt()
-    assert update > 0 and diff / update < 1e-3, f"updates differ by {diff / update:.2e} of their norm"
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-3, f"one weight differs by {worst}"
+    assert update > 0 and diff / update < rel, f"updates differ by {diff / update:.2e} of their norm"
+    if worst is not None:
+        most = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert most < worst, f"one weight differs by {most}"
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +88,14 @@ def test_two_ranks_match_one_process_warm_start_and_micro_batches(ray_cluster, t
         a, b = group.warm_start(pairs, ws), single.warm_start(pairs, ws)
         for k in ("warm_start/loss_first", "warm_start/loss_last"):
             assert math.isclose(a[k], b[k], rel_tol=1e-5), k
-        for adv in [(1.0, -1.0, 0.5, -0.5, 1.0), (-1.0, 1.0, 1.0, -0.5, 0.0)]:
-            assert_same_stats(group.update(batch_of_five(adv), 1.0), single.update(batch_of_five(adv), 1.0))
-        assert_same_weights(weights_of(group), single.weights(), single.start)
+        # the first update's statistics agree to float noise; the second starts from weights that
+        # Adam's amplification of that noise moved apart (assert_same_weights): on an AMX host its
+        # kl is then 2e-5 apart, and the logprobs after it 1.9e-5, so 1e-4 for both
+        for adv, rel in [((1.0, -1.0, 0.5, -0.5, 1.0), 1e-5), ((-1.0, 1.0, 1.0, -0.5, 0.0), 1e-4)]:
+            assert_same_stats(group.update(batch_of_five(adv), 1.0), single.update(batch_of_five(adv), 1.0), rel)
+        assert_same_weights(weights_of(group), single.weights(), single.start, worst=5e-3)
         ids = [10, 11, 12, 13, 14, 2]
-        assert max(abs(x - y) for x, y in zip(group.sequence_logprobs(ids), single.sequence_logprobs(ids))) < 1e-5
+        assert max(abs(x - y) for x, y in zip(group.sequence_logprobs(ids), single.sequence_logprobs(ids))) < 1e-4
 
         # a NaN in one rank's rows: every rank raises (none hangs in a collective), weights unchanged
         before = weights_of(group)
@@ -115,20 +121,26 @@ def test_two_ranks_compute_in_bf16_on_cpu_when_asked(ray_cluster, tiny_model_dir
     row to each rank, the fourth one row in all: the other rank pads)."""
     path, model_cfg = tiny_model_dir
     # sdpa, as fp32 uses: 'auto' would pick eager attention for bf16 on CPU, whose bf16 rounding
-    # takes the ranks and one process 3e-4 apart after these updates, too close to bf16 vs fp32
+    # moves the ranks and one process further apart after these updates
     optim = OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1, mixed_precision="bfloat16", attn_implementation="sdpa")
     group, single = group_and_single(path, model_cfg, AlgoConfig(), optim)
     fp32 = Learner(str(path), AlgoConfig(), OptimConfig(lr=1e-2, warmup_steps=1, micro_batch_size=1), threads=1, total_steps=10)
     try:
-        for adv, skipped in [((1.0, -1.0, 0.5, -0.5, 1.0), 0.0), ((-1.0, 1.0, 1.0, -0.5, 0.0), 0.2), ((0.0, 0.0, 0.0, 1.0, -1.0), 0.6), ((0.0,) * 5, 0.8)]:
+        # The first update starts from the same weights: ranks and one process agree to 1e-4 (both
+        # hosts: exactly). Then the gradients' summation order differs by float noise, Adam moves
+        # near-zero-gradient weights by a fair part of lr on it, and bf16 rounds the moved weights
+        # apart: on an AMX host the third and fourth updates' entropy is 1.3e-3 apart, is_ratio_max
+        # 1.7e-2 (it gets 10x), and the weights 8e-3 of the update's norm, up to 2.4 lr in one
+        # weight. So 5e-3 after the first update; bf16 against fp32 is checked on its own below.
+        for i, (adv, skipped) in enumerate([((1.0, -1.0, 0.5, -0.5, 1.0), 0.0), ((-1.0, 1.0, 1.0, -0.5, 0.0), 0.2), ((0.0, 0.0, 0.0, 1.0, -1.0), 0.6), ((0.0,) * 5, 0.8)]):
             a, b, c = group.update(batch_of_five(adv), 1.0), single.update(batch_of_five(adv), 1.0), fp32.update(batch_of_five(adv), 1.0)
-            assert_same_stats(a, b, rel=1e-4)
+            assert_same_stats(a, b, rel=1e-4 if i == 0 else 5e-3)
             assert a.skipped_rows == pytest.approx(skipped)
-            if c.grad_norm:  # so the check above can tell bf16 from fp32
+            if c.grad_norm:  # the ranks compute in bf16: 5e-4 from fp32 in the first update, 9e-3 to 2e-2 after
                 assert not math.isclose(a.grad_norm, c.grad_norm, rel_tol=1e-4)
         weights = weights_of(group)
         assert {v.dtype for v in weights.values()} == {torch.float32}
-        assert_same_weights(weights, single.weights(), single.start)
+        assert_same_weights(weights, single.weights(), single.start, rel=3e-2, worst=None)
     finally:
         group.shutdown()
 

@@ -7,6 +7,7 @@ from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import make_batch
 from rlreason.learner.policy import Learner
 from rlreason.types import Sample
+from tests.test_fsdp import assert_same_weights
 
 
 def rollout_batch(advantages):
@@ -246,10 +247,12 @@ def test_rows_with_zero_advantage_are_skipped_and_the_update_is_unchanged(tiny_m
         stats = [learner.update(b) for b in batches]
         runs[skip] = stats, learner.weights(), sum(rows_run)
     (full, w_full, rows_full), (skipped, w_skipped, rows_skipped) = runs[False], runs[True]
-    moved = max((w_full[k] - Learner(str(path), algo, OptimConfig()).weights()[k]).abs().max().item() for k in w_full)
+    start = Learner(str(path), algo, OptimConfig()).weights()
+    moved = max((w_full[k] - start[k]).abs().max().item() for k in w_full)
     assert moved > 1e-3  # the updates did change the weights
-    for k in w_full:
-        torch.testing.assert_close(w_skipped[k], w_full[k], rtol=1e-3, atol=1e-4)  # summation order; Adam's steps here are ~1e-2
+    # the same updates, to summation order, which Adam amplifies in near-zero gradients (seen on an
+    # AMX host: 2e-5 of the update's norm apart, 1.8e-4 in one weight, where Adam's steps are ~1e-2)
+    assert_same_weights(w_skipped, w_full, start)
     for a, b in zip(full, skipped):
         assert math.isclose(a.loss, b.loss, rel_tol=1e-5, abs_tol=1e-7)
         assert math.isclose(a.grad_norm, b.grad_norm, rel_tol=1e-4, abs_tol=1e-9)
