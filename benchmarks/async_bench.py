@@ -37,6 +37,7 @@ def summarize(rows: list[dict], target: float) -> dict:
         "rollout_wait_s_median": median("timing/rollout"),
         "generate_s_median": median("timing/generate"),
         "update_s_median": median("timing/update"),
+        "sync_wait_s_median": statistics.median(r.get("timing/sync_wait", 0.0) for r in steps),
         "sync_s_median": median("timing/sync"),
         "policy_lag_mean": statistics.mean(r["async/policy_lag_mean"] for r in steps),
         "rl_time_s": rl_time,
@@ -89,13 +90,13 @@ def main(argv=None) -> int:
         "step_time": ratio(a["step_s_median"], s["step_s_median"]),
         "time_to_target": ratio(a["time_to_target_s"], s["time_to_target_s"]),
     }
-    print(f"{'':<8}{'step s':>8}{'wait s':>8}{'gen s':>8}{'update s':>9}{'sync s':>8}{'lag':>6}{'to ' + str(args.target):>10}  accuracy by step")
+    print(f"{'':<8}{'step s':>8}{'wait s':>8}{'gen s':>8}{'update s':>9}{'sync wait':>10}{'sync s':>8}{'lag':>6}{'to ' + str(args.target):>10}  accuracy by step")
     for name in ("sync", "async"):
         r = results[name]
         reach = f"{r['time_to_target_s']:.0f} s" if r["time_to_target_s"] is not None else "not reached"
         acc = " ".join(f"{st}:{v:.2f}" for st, v in r["accuracy"])
         print(f"{name:<8}{r['step_s_median']:>8.2f}{r['rollout_wait_s_median']:>8.2f}{r['generate_s_median']:>8.2f}"
-              f"{r['update_s_median']:>9.2f}{r['sync_s_median']:>8.2f}{r['policy_lag_mean']:>6.2f}{reach:>10}  {acc}")
+              f"{r['update_s_median']:>9.2f}{r['sync_wait_s_median']:>10.2f}{r['sync_s_median']:>8.2f}{r['policy_lag_mean']:>6.2f}{reach:>10}  {acc}")
     print(f"async / sync: step time {results['async_over_sync']['step_time']}, time to target {results['async_over_sync']['time_to_target']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))

@@ -281,7 +281,8 @@ def child_ours(spec: dict, out: Path) -> dict:
 def ours_breakdown(rows: list[dict], step_s: dict) -> dict:
     """Mean share of each part in the wall time of steps >= 2, from metrics.jsonl: generate
     (timing/generate: the engine's sampling, scored as groups arrive), reward (the rest of
-    timing/rollout: scoring not hidden behind sampling), batch, update, sync, checkpoint
+    timing/rollout: scoring not hidden behind sampling), batch, update, sync_wait (async mode:
+    the sync waiting for the generation in flight to end), sync, checkpoint
     (timing/checkpoint on step k is the save after step k-1, inside step k's interval) and
     other (the driver's bookkeeping, metrics, logging). A loop without timing/generate gives
     the whole rollout as 'rollout'."""
@@ -295,8 +296,8 @@ def ours_breakdown(rows: list[dict], step_s: dict) -> dict:
             vals = {"generate": r["timing/generate"], "reward": r["timing/rollout"] - r["timing/generate"]}
         else:  # no timing/generate, or async mode: sampling ran ahead, the step only waited for it
             vals = {"rollout_wait": r["timing/rollout"]}
-        vals.update(batch=r.get("timing/batch", 0.0), update=r["timing/update"], sync=r["timing/sync"],
-                    checkpoint=r.get("timing/checkpoint", 0.0))
+        vals.update(batch=r.get("timing/batch", 0.0), update=r["timing/update"], sync_wait=r.get("timing/sync_wait", 0.0),
+                    sync=r["timing/sync"], checkpoint=r.get("timing/checkpoint", 0.0))
         vals["other"] = wall - sum(vals.values())
         for k, v in vals.items():
             parts.setdefault(k, []).append(v / wall)

@@ -134,11 +134,15 @@ class _OneCallAtATime:
         with self._lock:
             return self._engine.load_weights(*args, **kwargs)
 
-    def sync_from(self, learner, version: int) -> int:
+    def sync_from(self, learner, version: int) -> float:
         """load_weights(learner.weights()) with the lock held over both: a collective transport
-        loads the engines inside learner.weights(), which must not overlap a generation."""
+        loads the engines inside learner.weights(), which must not overlap a generation.
+        Returns the seconds spent waiting for the lock: the generation in flight finishing."""
+        t0 = time.time()
         with self._lock:
-            return self._engine.load_weights(learner.weights(), version=version)
+            waited = time.time() - t0
+            self._engine.load_weights(learner.weights(), version=version)
+        return waited
 
     def _generate_stream(self, *args, **kwargs):
         with self._lock:
@@ -322,8 +326,9 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
         t_batch = time.time()
         stats = learner.update(batch, ro.temperature)
         t_update = time.time()
+        sync_wait = 0.0
         if isinstance(engine, _OneCallAtATime):  # self-improvement: sample from the new policy
-            engine.sync_from(learner, version=step)
+            sync_wait = engine.sync_from(learner, version=step)  # after the generation in flight ends
         else:
             engine.load_weights(learner.weights(), version=step)
         t_sync = time.time()
@@ -349,7 +354,8 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
             "timing/score": info["score_s"],
             "timing/batch": t_batch - t_rollout,
             "timing/update": t_update - t_batch,
-            "timing/sync": t_sync - t_update,
+            "timing/sync_wait": sync_wait,  # async mode: the sync waiting for the engine's generation in flight to end
+            "timing/sync": t_sync - t_update - sync_wait,  # the weights' transfer and load
             "timing/checkpoint": t_checkpoint,  # the save after the previous step (0 if none)
             "throughput/tokens_per_s": n_tokens / max(info["generate_s"], 1e-9),  # sampled tokens per second of generation
             "policy_version": step,

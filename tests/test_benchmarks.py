@@ -69,6 +69,19 @@ def test_ours_breakdown_shares_add_up():
     assert sum(v for k, v in b.items() if k != "step_s") == pytest.approx(1.0)
 
 
+def test_ours_breakdown_separates_the_async_sync_wait():
+    rows = [{"step": 0}] + [
+        {"step": k, "timing/rollout": 0.01, "timing/generate": 0.9, "timing/batch": 0.01, "timing/update": 0.5,
+         "timing/sync_wait": 0.4, "timing/sync": 0.02, "timing/checkpoint": 0.0}
+        for k in (1, 2)
+    ]
+    b = trl_bench.ours_breakdown(rows, {1: 9.0, 2: 1.0})  # async: generation ran ahead, the step waited 0.01 s for it
+    assert b["rollout_wait"] == pytest.approx(0.01)
+    assert b["sync_wait"] == pytest.approx(0.4)
+    assert b["sync"] == pytest.approx(0.02)
+    assert b["other"] == pytest.approx(0.06)
+
+
 def test_trl_breakdown_shares_add_up():
     timers = [(1, "_prepare_inputs", 1.5), (1, "transformers.generate", 1.0), (1, "_calculate_rewards", 0.1),
               (1, "compute_loss", 0.3), (0, "transformers.generate", 9.0)]

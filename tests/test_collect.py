@@ -108,3 +108,46 @@ def test_streamed_groups_are_scored_in_prompt_order():
     assert [[s.text for s in g] for g in streamed[1]] == [[s.text for s in g] for g in plain[1]]
     assert torch.equal(streamed[2], plain[2]) and streamed[3]["rounds"] == plain[3]["rounds"]
     assert streamed[3]["generate_s"] >= 0 and streamed[3]["score_s"] >= 0
+
+
+class GatedEngine:
+    """Not vLLM: a generate call that lasts until the test opens its gate, and a load_weights
+    that records what it was asked."""
+
+    def __init__(self):
+        import threading
+
+        self.gate, self.started, self.loaded = threading.Event(), threading.Event(), []
+
+    def generate(self, *args):
+        self.started.set()
+        self.gate.wait(10)
+        return []
+
+    def load_weights(self, weights, version):
+        self.loaded.append((weights, version, self.gate.is_set()))
+        return version
+
+
+class FakeLearner:
+    def weights(self):
+        return {"w": 1}
+
+
+def test_async_sync_waits_for_the_generation_in_flight_and_reports_the_wait():
+    import threading
+
+    from rlreason.loop import _OneCallAtATime
+
+    inner = GatedEngine()
+    engine = _OneCallAtATime(inner)
+    gen = threading.Thread(target=engine.generate, args=(["1+1="], 1, 1.0, 1.0, 4, 0))
+    gen.start()
+    assert inner.started.wait(10)
+    threading.Timer(0.3, inner.gate.set).start()  # the generation in flight ends 0.3 s from now
+    waited = engine.sync_from(FakeLearner(), version=7)
+    gen.join()
+    assert inner.loaded == [({"w": 1}, 7, True)]  # loaded after the generation ended, never during it
+    assert 0.25 <= waited < 10
+    assert engine.sync_from(FakeLearner(), version=8) < 0.2  # nothing in flight: nothing to wait for
+    assert inner.loaded[-1][1] == 8

@@ -92,3 +92,5 @@ def test_async_lags_one_version_and_resumes_without_losing_a_batch(tiny_model_di
     # one version behind once the pipeline is full; the first batch of each segment is fresh
     assert [r["async/policy_lag_max"] for r in steps] == [0, 1, 0, 1]
     assert all(r["train/tis_clip_frac"] >= 0 and r["timing/generate"] > 0 for r in steps)
+    # the sync's wait for the generation in flight is reported apart from the load itself
+    assert all(r["timing/sync_wait"] >= 0 and r["timing/sync"] > 0 for r in steps)

@@ -290,6 +290,7 @@ def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
         assert math.isfinite(r["loss"])
         assert 0.0 <= r["reward/mean"] <= 1.0
         assert {"timing/rollout", "timing/update", "timing/sync", "timing/step"} <= set(r)
+        assert r["timing/sync_wait"] == 0.0  # synchronous: no generation in flight to wait for
         assert r["policy_version"] == r["step"]
     assert ["eval/accuracy" in r for r in rows] == [True, False, True, True]
     for r in (rows[0], rows[2], rows[3]):  # MATH-500 and HumanEval (sandboxed) at every evaluation
