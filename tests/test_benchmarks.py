@@ -89,3 +89,39 @@ def test_trl_breakdown_shares_add_up():
     assert b["generate"] == pytest.approx(0.5)
     assert b["prepare"] == pytest.approx(0.2)
     assert sum(b.values()) == pytest.approx(1.0)
+
+
+_lpath = Path(__file__).resolve().parents[1] / "benchmarks" / "learner_bench.py"
+_lspec = importlib.util.spec_from_file_location("learner_bench", _lpath)
+learner_bench = importlib.util.module_from_spec(_lspec)
+_lspec.loader.exec_module(learner_bench)
+
+
+def test_learner_bench_counts_flops_by_hand():
+    # rows of 2 and 3 tokens, N = 10 matmul weights, 1 layer, d_attn = 4:
+    # 6*10*2 + 6*1*4*2*2 = 216 and 6*10*3 + 6*1*4*3*3 = 396
+    assert learner_bench.update_flops([2, 3], 10, 1, 4) == 612.0
+    assert learner_bench.peak_tflops("NVIDIA H200") == 989.0
+    assert learner_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert learner_bench.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert learner_bench.peak_tflops("Tesla T4") is None
+
+
+def test_learner_bench_runs_the_real_update_and_reports_its_figures(tiny_model_dir, tmp_path):
+    import json
+
+    from transformers import AutoTokenizer
+
+    path, model_cfg = tiny_model_dir
+    out = tmp_path / "learner.json"
+    learner_bench.main(["--quick", "--prompts", "2", "--group-size", "3", "--warmup", "0", "--updates", "2",
+                        "--peak-tflops", "2.0", "--cache-dir", model_cfg.cache_dir, "--out", str(out)])
+    r = json.loads(out.read_text())
+    # the default tiny model: 4 layers of q, k, v, o (128 x 128 each) and an MLP (3 x 128 x 512), and the tied LM head
+    vocab = len(AutoTokenizer.from_pretrained(path))
+    assert r["matmul_params"] == 4 * (4 * 128 * 128 + 3 * 128 * 512) + vocab * 128
+    assert r["rows"] == 6 and 6 * (24 + 16) <= r["tokens"] <= 6 * (24 + 40)
+    assert len(r["update_s"]) == 2 and r["update_s_median"] > 0
+    assert r["tflops"] == pytest.approx(r["flops_per_update"] / r["update_s_median"] / 1e12)
+    assert r["mfu"] == pytest.approx(r["tflops"] / 2.0)
+    assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["update_s_median"])
