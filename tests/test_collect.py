@@ -1,4 +1,4 @@
-"""Pure unit test of the loop's batch collection (dynamic sampling), with a fake engine."""
+"""Pure unit tests of the loop's batch collection (dynamic sampling) and of the async engine lock, with fake engines."""
 
 import torch
 
