@@ -1,7 +1,7 @@
 """Learner throughput and MFU: the real RL update (rlreason.learner.policy.Learner.update, or
 FSDPLearner with --fsdp) on a locally built Qwen2-architecture model, timed update by update.
 
-    python benchmarks/learner_bench.py                 # ~104M parameters, 32 x 8 rows of 128 + 256..1024 tokens (a GPU's size)
+    python benchmarks/learner_bench.py                 # ~104M parameters, 32 x 8 rows of 128 + 256..1024 tokens (a GPU's size; on 2 CPU cores about 10 min an update)
     PYTHONPATH=. python3 benchmarks/learner_bench.py   # where rlreason is not installed (run from the repo root)
     python benchmarks/learner_bench.py --fsdp          # the same through FSDP2 (FSDPLearner, one rank)
     python benchmarks/learner_bench.py --quick         # the default recipe's 1.1M model and lengths: seconds on a CPU
