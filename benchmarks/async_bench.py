@@ -37,7 +37,7 @@ def summarize(rows: list[dict], target: float) -> dict:
         "rollout_wait_s_median": median("timing/rollout"),
         "generate_s_median": median("timing/generate"),
         "update_s_median": median("timing/update"),
-        "sync_wait_s_median": statistics.median(r.get("timing/sync_wait", 0.0) for r in steps),
+        "sync_wait_s_median": median("timing/sync_wait"),
         "sync_s_median": median("timing/sync"),
         "policy_lag_mean": statistics.mean(r["async/policy_lag_mean"] for r in steps),
         "rl_time_s": rl_time,
