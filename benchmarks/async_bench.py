@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rlreason import checkpoint
-    from rlreason.cluster.job import train
+    from rlreason.train import train
     from rlreason.config import load_config
 
     work = Path(args.work)

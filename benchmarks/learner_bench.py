@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     import torch
 
     from rlreason.config import load_config
-    from rlreason.data.tiny_model import resolve_model
+    from rlreason.models import resolve_model
 
     overrides = ([] if args.quick else SIZE_100M) + ([f"model.cache_dir={args.cache_dir}"] if args.cache_dir else []) + args.set
     cfg = load_config(args.recipe, overrides)

@@ -55,17 +55,14 @@ class Timed:
                                "max_tokens": max_tokens, "seed": seed, "tokens": tokens, "seconds": dt})
         return groups
 
-    def load_weights(self, weights, version):
-        return self.engine.load_weights(weights, version)
-
 
 def run_layout(placement: str, workers: int, transport: str, steps: int, overrides: list[str], root: Path) -> tuple[dict, list[dict], str]:
     import ray
 
-    from rlreason.cluster.pool import build_placement
-    from rlreason.cluster.ray_workers import connect
+    from rlreason.cluster.actors import connect
+    from rlreason.cluster.placement import build_placement
     from rlreason.config import load_config
-    from rlreason.data.tiny_model import resolve_model
+    from rlreason.models import resolve_model
     from rlreason.loop import run
 
     run_dir = root / f"{placement}-{workers}-{transport}"
@@ -74,9 +71,9 @@ def run_layout(placement: str, workers: int, transport: str, steps: int, overrid
     model = resolve_model(cfg.model)
     connect(cfg)
     try:
-        engine, learner = build_placement(cfg, model)
+        engine, learner, sync = build_placement(cfg, model)
         timed = Timed(engine)
-        run(cfg, timed, learner, run_dir)
+        run(cfg, timed, learner, sync, run_dir)
     finally:
         ray.shutdown()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][2:]  # steps >= 2: warm

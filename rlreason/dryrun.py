@@ -37,7 +37,7 @@ def _model(cfg: Config, checks: list[Check]):
     """(tokenizer or None, parameter count or None)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from rlreason.data.tiny_model import ensure_tiny_model
+    from rlreason.models import ensure_tiny_model
 
     path = str(ensure_tiny_model(cfg.model)) if cfg.model.path == "tiny" else os.path.expanduser(cfg.model.path)
     try:

@@ -20,6 +20,9 @@ return exactly 0 or 1), averaged over problems:
 `run_eval` samples with vLLM in this process (no Ray), scores every sample, and writes
 eval.json (metrics, settings, timing), samples.jsonl (every completion with its extracted
 answer, reward and scorer score) and problems.jsonl (per-problem counts and metrics).
+
+The training loop evaluates through the same `EvalSet`s: `greedy_accuracy` on the task's
+held-out problems and on each of eval.datasets (loaded by `load_eval_sets`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +149,7 @@ def resolve_eval_model(model: str, max_model_len: int) -> str:
 
     if model == "tiny":
         from rlreason.config import ModelConfig, TinyModelConfig
-        from rlreason.data.tiny_model import ensure_tiny_model
+        from rlreason.models import ensure_tiny_model
 
         # Rotary positions have no weights: a longer context gives the very same model.
         return str(ensure_tiny_model(ModelConfig(tiny=TinyModelConfig(max_position_embeddings=max(256, max_model_len)))))
@@ -205,6 +209,61 @@ class RewardModelScorer:
 
 
 # ---------------------------------------------------------------------------------------------
+# Eval sets: loaded the same way for `rlreason eval` and for the training loop's evaluations
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalSet:
+    """Problems to evaluate on, their rendered prompts (what the model sees and the reward is
+    given) and the reward that judges them."""
+
+    name: str
+    problems: list  # rlreason.types.Problem
+    prompts: list[str]
+    reward_fn: Callable
+    dropped: int = 0  # problems left out: their prompt did not fit
+    spec: object = None  # the data set's DatasetSpec (None: a generated task's held-out problems)
+
+
+def load_eval_set(spec, tokenizer, budget: int, limit: int | None = None) -> EvalSet:
+    """The data set's first `limit` problems whose prompt fits `budget` tokens (max_model_len -
+    max_tokens), rendered with its template, with its reward resolved."""
+    from rlreason.data.datasets import load_problems
+    from rlreason.data.templates import fitting_prompts
+    from rlreason.rewards import resolve_reward
+
+    problems, prompts, dropped = fitting_prompts(spec, load_problems(spec), tokenizer, budget, limit)
+    return EvalSet(spec.label, problems, prompts, resolve_reward(spec.reward), dropped, spec)
+
+
+def eval_specs(cfg) -> list:
+    """The DatasetSpecs of eval.datasets (rlreason.config.Config), with eval.template when set."""
+    from rlreason.data.datasets import get_spec
+
+    return [get_spec(name, template=cfg.eval.template or None) for name in cfg.eval.datasets]
+
+
+def load_eval_sets(cfg, tokenizer) -> list[EvalSet]:
+    """eval.datasets: the first eval.dataset_size problems of each whose prompt fits
+    rollout.max_model_len - rollout.max_tokens tokens."""
+    budget = cfg.rollout.max_model_len - cfg.rollout.max_tokens
+    sets = [load_eval_set(spec, tokenizer, budget, cfg.eval.dataset_size) for spec in eval_specs(cfg)]
+    for es in sets:
+        log.info("eval set %s: %d problems", es.name, len(es.problems))
+    return sets
+
+
+def greedy_accuracy(engine, es: EvalSet, max_tokens: int, workers: int) -> tuple[float, int]:
+    """(greedy accuracy, samples whose reward failed) of `engine` on `es`; a failed sample counts as wrong."""
+    import torch
+
+    groups = engine.generate(es.prompts, 1, 0.0, 1.0, max_tokens, 0)
+    scores = score_samples(es, [(i, g[0]) for i, g in enumerate(groups)], workers)
+    return torch.tensor(scores.values).mean().item(), scores.n_errors
+
+
+# ---------------------------------------------------------------------------------------------
 # The eval run
 # ---------------------------------------------------------------------------------------------
 
@@ -239,9 +298,8 @@ def run_eval(s: EvalSettings) -> dict:
     """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content."""
     from transformers import AutoTokenizer
 
-    from rlreason.data.datasets import get_spec, load_problems, spec_dict
-    from rlreason.data.templates import fitting_prompts
-    from rlreason.rewards import prepare_rewards, resolve_reward, score_parallel
+    from rlreason.data.datasets import get_spec, spec_dict
+    from rlreason.rewards import prepare_rewards
 
     t_start = time.time()
     ks = sorted(set(s.ks) | {1})
@@ -249,88 +307,103 @@ def run_eval(s: EvalSettings) -> dict:
         raise ValueError(f"--k {max(ks)} needs --n >= {max(ks)} samples per problem")
     spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
     prepare_rewards(spec.reward, unsafe_code=s.unsafe_code)
-    reward_fn = resolve_reward(spec.reward)
-
     model_path = resolve_eval_model(s.model, s.max_model_len)
     max_len = s.max_model_len
     if (limit := model_max_len(model_path)) is not None and limit < max_len:
         log.info("model %s holds %d positions: max_model_len %d -> %d", model_path, limit, max_len, limit)
         max_len = limit
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    es = load_eval_set(spec, AutoTokenizer.from_pretrained(model_path), max_len - s.max_tokens, s.limit)
+    timing = {"load_s": time.time() - t_start}
 
-    problems, prompts, dropped = fitting_prompts(spec, load_problems(spec), tokenizer, max_len - s.max_tokens, s.limit)
-    t_loaded = time.time()
+    groups = _sample(es, model_path, max_len, s, timing)
+    t0 = time.time()
+    flat = [(i, smp) for i, g in enumerate(groups) for smp in g]
+    scores = score_samples(es, flat)
+    timing["score_s"], t0 = time.time() - t0, time.time()
+    ranks = _scorer_scores(s.scorer, es, flat, scores.values)
+    timing["rank_s"] = time.time() - t0
 
-    from rlreason.rollout.vllm_engine import VLLMEngine
-
-    engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
-    t_engine = time.time()
-    groups = engine.generate(prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
-    t_generated = time.time()
-    del engine
-
-    flat = [(i, j, smp) for i, g in enumerate(groups) for j, smp in enumerate(g)]
-    scores = score_parallel(reward_fn, [prompts[i] for i, _, _ in flat], [smp.text for _, _, smp in flat], [problems[i].answer for i, _, _ in flat], max_workers=4)
-    rewards = {(i, j): (v, e) for (i, j, _), v, e in zip(flat, scores.values, scores.errors)}
-    t_scored = time.time()
-
-    scorer_scores: dict[tuple[int, int], float] | None = None
-    if s.scorer == "verifier":
-        scorer_scores = {key: v for key, (v, _) in rewards.items()}
-    elif s.scorer.startswith("rm:"):
-        rm = RewardModelScorer(s.scorer[3:])
-        values = rm([prompts[i] for i, _, _ in flat], [smp.text for _, _, smp in flat])
-        scorer_scores = {(i, j): v for (i, j, _), v in zip(flat, values)}
-    elif s.scorer != "none":
-        raise ValueError(f"--scorer {s.scorer!r}: use 'verifier', 'rm:PATH' or 'none'")
-    t_ranked = time.time()
-
-    vote = bool(spec.extractor)
-    sample_rows, problem_rows = [], []
-    for i, (problem, group) in enumerate(zip(problems, groups)):
-        correct = [rewards[(i, j)][0] >= 1.0 for j in range(len(group))]
-        answers = [vote_answer(smp.text, spec.extractor) for smp in group] if vote else None
-        scored = [scorer_scores[(i, j)] for j in range(len(group))] if scorer_scores is not None else None
-        metrics = problem_metrics(correct, answers, scored, ks)
-        meta = problem.meta
-        problem_rows.append({
-            "id": meta["id"], "row": meta["row"], "subject": meta.get("subject"), "level": meta.get("level"),
-            "n": len(group), "correct": sum(correct), "gold": problem.answer if spec.tests is None else None,
-            "majority": answers[majority(answers)] if vote and majority(answers) is not None else None,
-            "metrics": metrics,
-        })
-        for j, smp in enumerate(group):
-            value, error = rewards[(i, j)]
-            sample_rows.append({
-                "id": meta["id"], "sample": j, "prompt": prompts[i] if j == 0 else None, "completion": smp.text,
-                "answer": answers[j] if vote else None, "gold": problem.answer if spec.tests is None else None,
-                "reward": value, "correct": correct[j], "reward_error": error,
-                "score": scored[j] if scored is not None else None,
-                "finish_reason": smp.finish_reason, "tokens": len(smp.completion_ids),
-            })
-    metrics = aggregate(problem_rows)
+    problem_rows, sample_rows = result_rows(es, groups, scores, ranks, ks)
     n_tokens = sum(r["tokens"] for r in sample_rows)
-    t_end = time.time()
-
+    timing |= {"total_s": time.time() - t_start, "completion_tokens": n_tokens, "tokens_per_s": n_tokens / max(timing["generate_s"], 1e-9)}
     out = Path(s.out) if s.out else Path("runs") / f"eval-{spec.label}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
     report = {
         "model": s.model, "model_path": model_path, "dataset": spec_dict(spec), "settings": asdict(s) | {"ks": ks, "max_model_len": max_len},
-        "n_problems": len(problems), "n_samples": len(sample_rows), "prompts_left_out_too_long": dropped,
-        "reward_errors": scores.n_errors, "metrics": metrics,
-        "timing": {
-            "load_s": t_loaded - t_start, "engine_start_s": t_engine - t_loaded, "generate_s": t_generated - t_engine,
-            "score_s": t_scored - t_generated, "rank_s": t_ranked - t_scored, "total_s": t_end - t_start,
-            "completion_tokens": n_tokens, "tokens_per_s": n_tokens / max(t_generated - t_engine, 1e-9),
-        },
+        "n_problems": len(es.problems), "n_samples": len(sample_rows), "prompts_left_out_too_long": es.dropped,
+        "reward_errors": scores.n_errors, "metrics": aggregate(problem_rows), "timing": timing,
         "files": {"samples": "samples.jsonl", "problems": "problems.jsonl"},
         "host": {"cpus": os.cpu_count()},
     }
+    write_report(out, report, sample_rows, problem_rows)
+    report["out"] = str(out)
+    return report
+
+
+def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing: dict):
+    """s.n samples of every prompt from a vLLM engine started here (and let go after)."""
+    from rlreason.rollout.vllm_engine import VLLMEngine
+
+    t0 = time.time()
+    engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
+    t1 = time.time()
+    groups = engine.generate(es.prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
+    timing["engine_start_s"], timing["generate_s"] = t1 - t0, time.time() - t1
+    return groups
+
+
+def score_samples(es: EvalSet, flat: list, workers: int = 4):
+    """Scores of [(problem index, sample), ...] by the set's reward, rows in parallel."""
+    from rlreason.rewards import score_parallel
+
+    return score_parallel(es.reward_fn, [es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat],
+                          [es.problems[i].answer for i, _ in flat], max_workers=workers)
+
+
+def _scorer_scores(scorer: str, es: EvalSet, flat: list, rewards: list[float]) -> list[float] | None:
+    """The best-of-N ranking score of each sample of `flat` (None for --scorer none)."""
+    if scorer == "verifier":
+        return list(rewards)
+    if scorer.startswith("rm:"):
+        return RewardModelScorer(scorer[3:])([es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat])
+    if scorer != "none":
+        raise ValueError(f"--scorer {scorer!r}: use 'verifier', 'rm:PATH' or 'none'")
+    return None
+
+
+def result_rows(es: EvalSet, groups, scores, ranks: list[float] | None, ks: list[int]) -> tuple[list[dict], list[dict]]:
+    """(one row per problem with its metrics, one row per sample), in problem and sample order.
+    `scores`: the samples' rewards (Scores, flat in that order); `ranks`: their scorer's scores."""
+    vote, code = bool(es.spec.extractor), es.spec.tests is not None
+    problem_rows, sample_rows, flat_i = [], [], 0
+    for i, (problem, group) in enumerate(zip(es.problems, groups)):
+        n = len(group)
+        values, errors = scores.values[flat_i : flat_i + n], scores.errors[flat_i : flat_i + n]
+        scored = ranks[flat_i : flat_i + n] if ranks is not None else None
+        flat_i += n
+        correct = [v >= 1.0 for v in values]
+        answers = [vote_answer(smp.text, es.spec.extractor) for smp in group] if vote else None
+        top = majority(answers) if vote else None
+        meta, gold = problem.meta, None if code else problem.answer
+        problem_rows.append({
+            "id": meta["id"], "row": meta["row"], "subject": meta.get("subject"), "level": meta.get("level"),
+            "n": n, "correct": sum(correct), "gold": gold, "majority": answers[top] if top is not None else None,
+            "metrics": problem_metrics(correct, answers, scored, ks),
+        })
+        for j, smp in enumerate(group):
+            sample_rows.append({
+                "id": meta["id"], "sample": j, "prompt": es.prompts[i] if j == 0 else None, "completion": smp.text,
+                "answer": answers[j] if vote else None, "gold": gold, "reward": values[j], "correct": correct[j],
+                "reward_error": errors[j], "score": scored[j] if scored is not None else None,
+                "finish_reason": smp.finish_reason, "tokens": len(smp.completion_ids),
+            })
+    return problem_rows, sample_rows
+
+
+def write_report(out: Path, report: dict, sample_rows: list[dict], problem_rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / "samples.jsonl", sample_rows)
     _write_jsonl(out / "problems.jsonl", problem_rows)
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    report["out"] = str(out)
-    return report
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

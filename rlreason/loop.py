@@ -1,9 +1,9 @@
 """THE loop: warm start, then sample -> score -> advantages -> update -> sync, with held-out evals.
 
-The engine and learner are whatever the caller built (Ray actors in `rlreason train`,
-plain objects in a unit test); the loop only calls their methods. It never imports
-ray or vllm, and it has no branches on the algorithm: each piece is the function the
-config names.
+The engine, learner and sync are whatever the caller built (Ray actors and a transport in
+`rlreason train`: rlreason.cluster.placement; plain objects and rlreason.sync.DirectSync in a
+unit test); the loop only calls their methods. It never imports ray or vllm, and it has no
+branches on the algorithm, the placement or the transport: each piece is what the config names.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,9 +24,12 @@ from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penal
 from rlreason.config import Config, dumps
 from rlreason.data.dataset_task import build_task
 from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
+from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
-from rlreason.rewards import RewardError, ScoringPool, Scores, prepare_rewards, resolve_reward, reward_names, score_parallel
+from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
+from rlreason.rewards.math_reward import math_reward_stats
+from rlreason.sync import WeightSync
 from rlreason.types import Problem, Sample
 
 log = logging.getLogger(__name__)
@@ -117,41 +120,6 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     }
 
 
-class _OneCallAtATime:
-    """The engine behind a lock: in async mode the rollout thread and the main thread (weight
-    sync, evaluation) share it, and an in-process engine is not thread-safe."""
-
-    def __init__(self, engine):
-        self._engine, self._lock = engine, threading.Lock()
-        if hasattr(engine, "generate_stream"):  # stream only when the engine does
-            self.generate_stream = self._generate_stream
-
-    def generate(self, *args, **kwargs):
-        with self._lock:
-            return self._engine.generate(*args, **kwargs)
-
-    def load_weights(self, *args, **kwargs):
-        with self._lock:
-            return self._engine.load_weights(*args, **kwargs)
-
-    def sync_from(self, learner, version: int) -> float:
-        """load_weights(learner.weights()) with the lock held over both: a collective transport
-        loads the engines inside learner.weights(), which must not overlap a generation.
-        Returns the seconds spent waiting for the lock: the generation in flight finishing."""
-        t0 = time.time()
-        with self._lock:
-            waited = time.time() - t0
-            self._engine.load_weights(learner.weights(), version=version)
-        return waited
-
-    def _generate_stream(self, *args, **kwargs):
-        with self._lock:
-            yield from self._engine.generate_stream(*args, **kwargs)
-
-    def __getattr__(self, name):  # metrics attributes such as worker_restarts
-        return getattr(self._engine, name)
-
-
 class Rollouts:
     """Each step's scored batch. rollout.max_staleness = 0: collected when asked for. N > 0
     (async mode): the batches of the next N steps are sampled and scored in a background
@@ -159,10 +127,11 @@ class Rollouts:
     (each Sample carries its version; algo.tis_cap corrects the difference). Batch seeds and
     prompts are the same as in the synchronous mode; only the sampling policy lags."""
 
-    def __init__(self, cfg: Config, engine, stream: PromptStream, reward_fn, last_step: int):
+    def __init__(self, cfg: Config, engine, sync: WeightSync, stream: PromptStream, reward_fn, last_step: int):
         self.cfg, self.stream, self.reward_fn, self.last_step = cfg, stream, reward_fn, last_step
         self.ahead = cfg.rollout.max_staleness
-        self.engine = _OneCallAtATime(engine) if self.ahead else engine
+        # async: the rollout thread and the main thread (sync, evaluation) share the engine, one call at a time
+        self.engine = sync.serialized(engine) if self.ahead else engine
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rollout") if self.ahead else None
         self._pending: deque = deque()  # (step, future), oldest first
         self._before: dict[int, dict] = {}  # step -> the stream's state before its batch was drawn
@@ -198,45 +167,43 @@ class Rollouts:
             self._pool.shutdown(wait=True, cancel_futures=True)  # the batch being sampled finishes first
 
 
-def evaluate(cfg: Config, engine, problems: list[Problem], reward_fn) -> dict:
-    """Greedy accuracy on held-out problems (a sample whose reward fails counts as wrong)."""
-    t0 = time.time()
-    groups = engine.generate([p.prompt for p in problems], 1, 0.0, 1.0, cfg.rollout.max_tokens, 0)
-    rewards, failed, _ = score_groups(cfg, reward_fn, problems, groups)
-    return {"eval/accuracy": rewards.mean().item(), "eval/reward_errors": int(failed.sum()), "timing/eval": time.time() - t0}
+@dataclass
+class Inputs:
+    """What a run reads, resolved once (rlreason.train passes the model it resolved)."""
+
+    task: object  # rlreason.data.stream.Task
+    exclude: list[Problem]  # every held-out problem: never trained on
+    heldout: EvalSet  # the first eval.size of them: eval/accuracy
+    reward_fn: object  # the training reward
+    eval_sets: list[EvalSet]  # eval.datasets: eval/<name>/accuracy
 
 
-def load_eval_sets(cfg: Config) -> list[tuple[str, list[Problem], list[str], object]]:
-    """eval.datasets as (name, problems, rendered prompts, reward fn): the first eval.dataset_size
-    problems of each whose prompt fits rollout.max_model_len - rollout.max_tokens tokens."""
-    if not cfg.eval.datasets:
-        return []
-    from transformers import AutoTokenizer
+def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
+    """The task, its held-out problems, the rewards and eval.datasets (a missing file or field
+    stops the run here, before any work). The tokenizer is loaded only when a data set needs it."""
+    tokenizer = None
+    if cfg.task.name == "dataset" or cfg.eval.datasets:
+        from transformers import AutoTokenizer
 
-    from rlreason.data.datasets import get_spec, load_problems
-    from rlreason.data.templates import fitting_prompts
-    from rlreason.data.tiny_model import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
-    budget = cfg.rollout.max_model_len - cfg.rollout.max_tokens
-    sets = []
-    for name in cfg.eval.datasets:
-        spec = get_spec(name, template=cfg.eval.template or None)
-        prepare_rewards(spec.reward, cfg.scoring.unsafe_code)
-        problems, prompts, _ = fitting_prompts(spec, load_problems(spec), tokenizer, budget, cfg.eval.dataset_size)
-        sets.append((spec.label, problems, prompts, resolve_reward(spec.reward)))
-        log.info("eval set %s: %d problems", spec.label, len(problems))
-    return sets
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    task = build_task(cfg, tokenizer)
+    exclude = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
+    heldout = exclude[: cfg.eval.size]
+    eval_fn = resolve_reward(cfg.eval.reward or reward_names(cfg.reward)[0])  # correctness only, no shaping terms
+    return Inputs(
+        task, exclude, EvalSet("heldout", heldout, [p.prompt for p in heldout], eval_fn),
+        resolve_reward(cfg.reward), load_eval_sets(cfg, tokenizer) if cfg.eval.datasets else [],
+    )
 
 
-def evaluate_sets(cfg: Config, engine, sets) -> dict:
-    """Greedy accuracy on each eval.datasets set: eval/<name>/accuracy."""
-    out = {}
-    for name, problems, prompts, reward_fn in sets:
-        groups = engine.generate(prompts, 1, 0.0, 1.0, cfg.rollout.max_tokens, 0)
-        rewards, failed, _ = score_groups(cfg, reward_fn, problems, groups)
-        out[f"eval/{name}/accuracy"] = rewards.mean().item()
-        out[f"eval/{name}/reward_errors"] = int(failed.sum())
+def evaluate(cfg: Config, engine, inputs: Inputs) -> dict:
+    """Greedy accuracy on the held-out problems (eval/accuracy) and on each of eval.datasets."""
+    t0, out = time.time(), {}
+    for es in [inputs.heldout, *inputs.eval_sets]:
+        prefix = "eval/" if es is inputs.heldout else f"eval/{es.name}/"
+        out[f"{prefix}accuracy"], out[f"{prefix}reward_errors"] = greedy_accuracy(engine, es, cfg.rollout.max_tokens, cfg.scoring.workers)
+        if es is inputs.heldout:
+            out["timing/eval"] = time.time() - t0
     return out
 
 
@@ -264,22 +231,19 @@ def restore_checkpoint(path: Path, learner, stream: PromptStream) -> tuple[int, 
     return state["step"], read_metrics(path / "metrics.jsonl")
 
 
-def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None, should_stop=lambda step: False) -> dict:
+def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: Path | None = None,
+        should_stop=lambda step: False, inputs: Inputs | None = None) -> dict:
     """Train from scratch, or from the checkpoint `resume`. After each step, `should_stop(step)`
-    may ask to save and return early (SIGTERM). Returns the final record: 'eval/accuracy_start',
+    may ask to save and return early (SIGTERM). `inputs`: resolve_inputs(cfg, model), resolved
+    here from cfg.model when not given. Returns the final record: 'eval/accuracy_start',
     'eval/accuracy', 'final_model', 'step', 'stopped'."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepare_rewards(cfg.reward, cfg.scoring.unsafe_code)
-    prepare_rewards(cfg.eval.reward, cfg.scoring.unsafe_code)
-    reward_fn = resolve_reward(cfg.reward)
-    eval_fn = resolve_reward(cfg.eval.reward or reward_names(cfg.reward)[0])  # correctness only, no shaping terms
-    task = build_task(cfg)
-    all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
-    heldout = all_heldout[: cfg.eval.size]
-    stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
-    every = cfg.checkpoint.every
-    eval_sets = load_eval_sets(cfg)  # before any work: a missing file or field stops the run here
+    if inputs is None:
+        from rlreason.models import resolve_model
+
+        inputs = resolve_inputs(cfg, resolve_model(cfg.model))
+    stream = PromptStream(inputs.task, cfg.seed, exclude=inputs.exclude, size=cfg.task.train_size)
 
     if resume is None:
         metrics = MetricsLogger(run_dir, cfg.steps)
@@ -287,36 +251,36 @@ def run(cfg: Config, engine, learner, run_dir: Path, resume: Path | None = None,
         start = {"step": 0}
         if cfg.warm_start.enabled:
             ws = cfg.warm_start
-            pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)
+            pairs = demonstrations(inputs.task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
             start.update(learner.warm_start(pairs, ws))
-            engine.load_weights(learner.weights(), version=0)
-        start.update(evaluate(cfg, engine, heldout, eval_fn))
-        start.update(evaluate_sets(cfg, engine, eval_sets))
+            sync.push(version=0)
+        start.update(evaluate(cfg, engine, inputs))
         metrics.log(start)
         first_step = 1
-        if every or should_stop(0):
+        if cfg.checkpoint.every or should_stop(0):
             save_checkpoint(cfg, run_dir, 0, learner, stream, metrics)  # the warm start is worth keeping
         if should_stop(0):
             return _result(metrics, run_dir, 0, stopped=True)
     else:
         done, history = restore_checkpoint(resume, learner, stream)
         metrics = MetricsLogger(run_dir, cfg.steps, history=history)
-        engine.load_weights(learner.weights(), version=done)  # the restored policy, before the first generation
+        sync.push(version=done)  # the restored policy, before the first generation
         first_step = done + 1
         log.info("resumed from %s at step %d", resume, done)
 
-    rollouts = Rollouts(cfg, engine, stream, reward_fn, cfg.steps)
+    rollouts = Rollouts(cfg, engine, sync, stream, inputs.reward_fn, cfg.steps)
     try:
-        return _train(cfg, rollouts, learner, run_dir, metrics, first_step, heldout, eval_fn, eval_sets, should_stop)
+        return _train(cfg, rollouts, learner, sync, run_dir, metrics, first_step, inputs, should_stop)
     finally:
         rollouts.close()
 
 
-def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, first_step, heldout, eval_fn, eval_sets, should_stop) -> dict:
+def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: Path, metrics, first_step, inputs: Inputs, should_stop) -> dict:
     """Steps first_step .. cfg.steps: the RL step, top to bottom."""
     ro, every, engine, stream = cfg.rollout, cfg.checkpoint.every, rollouts.engine, rollouts.stream
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
     t_checkpoint = 0.0
+    timeouts = math_reward_stats().get("timeout", 0)
     for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
         _, groups, rewards, info = rollouts.batch(step)  # rewards (P, G); sampled ahead in async mode
@@ -326,11 +290,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
         t_batch = time.time()
         stats = learner.update(batch, ro.temperature)
         t_update = time.time()
-        sync_wait = 0.0
-        if isinstance(engine, _OneCallAtATime):  # self-improvement: sample from the new policy
-            sync_wait = engine.sync_from(learner, version=step)  # after the generation in flight ends
-        else:
-            engine.load_weights(learner.weights(), version=step)
+        pushed = sync.push(version=step)  # self-improvement: the engines sample from the new policy
         t_sync = time.time()
 
         n_tokens = sum(len(s.completion_ids) for g in groups for s in g)
@@ -343,6 +303,8 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
             "response/mean_length": n_tokens / n_samples,
             "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
             "reward/errors": info["reward_errors"],  # samples whose reward failed (their groups sat out)
+            # math-verify checks killed at their time limit (they score 0) since the last record, evaluations included
+            "reward/timeouts": math_reward_stats().get("timeout", 0) - timeouts,
             "sampling/rounds": info["rounds"],
             "sampling/groups": len(groups),
             "data/epoch": info["epoch"],
@@ -354,18 +316,18 @@ def _train(cfg: Config, rollouts: Rollouts, learner, run_dir: Path, metrics, fir
             "timing/score": info["score_s"],
             "timing/batch": t_batch - t_rollout,
             "timing/update": t_update - t_batch,
-            "timing/sync_wait": sync_wait,  # async mode: the sync waiting for the engine's generation in flight to end
-            "timing/sync": t_sync - t_update - sync_wait,  # the weights' transfer and load
+            "timing/sync_wait": pushed.wait_s,  # async mode: the sync waiting for the engine's generation in flight to end
+            "timing/sync": t_sync - t_update - pushed.wait_s,  # the weights' transfer and load
             "timing/checkpoint": t_checkpoint,  # the save after the previous step (0 if none)
             "throughput/tokens_per_s": n_tokens / max(info["generate_s"], 1e-9),  # sampled tokens per second of generation
             "policy_version": step,
             "rollout/worker_restarts": getattr(engine, "worker_restarts", 0),  # dead rollout workers replaced so far
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
-            record.update(evaluate(cfg, engine, heldout, eval_fn))
-            record.update(evaluate_sets(cfg, engine, eval_sets))
+            record.update(evaluate(cfg, engine, inputs))
         record["timing/step"] = time.time() - t0
         metrics.log(record)
+        timeouts += record["reward/timeouts"]
 
         stop = should_stop(step)
         t_checkpoint = 0.0

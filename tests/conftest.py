@@ -14,10 +14,43 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def tiny_model_dir(tmp_path_factory):
     """The tiny Qwen2 model + tokenizer, built into a cache private to this test session."""
     from rlreason.config import ModelConfig
-    from rlreason.data.tiny_model import ensure_tiny_model
+    from rlreason.models import ensure_tiny_model
 
     cfg = ModelConfig(cache_dir=str(tmp_path_factory.mktemp("model-cache")))
     return ensure_tiny_model(cfg), cfg
+
+
+# Logical CPUs of the session's Ray cluster: room for the shared engine, a learner, a 2-worker pool
+# and 2 learner ranks at once. Ray does not bind actors to cores, so more than the machine has is fine.
+RAY_CPUS = 8
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole pytest run (tests that need a cluster of their own,
+    such as `ray job submit` against a `ray start --head`, start it themselves). Tests free the
+    actors and placement groups they make (tests.helpers.placed / free)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def engine(ray_cluster, tiny_model_dir):
+    """One real vLLM engine for the session: a 1-worker RolloutPool of the tiny model (fp32, one
+    thread: every engine here computes alike). Tests that only need *an* engine share it; each
+    first puts in the weights it needs (tests.helpers.fresh or a sync's push), since the previous
+    test may have left others. Returns (pool, config it was built with)."""
+    from rlreason.cluster.placement import build_pool
+    from tests.helpers import make_config
+
+    cfg = make_config(tiny_model_dir[1], "ray.threads=1")
+    pool = build_pool(cfg, str(tiny_model_dir[0]))
+    yield pool
+    pool.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------

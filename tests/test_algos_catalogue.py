@@ -208,6 +208,45 @@ def test_registry_names_and_common_call():
         assert loss.dim() == 0 and "clip_frac" in stats and not stats["clip_frac"].requires_grad
 
 
+def test_losses_and_advantages_declare_what_the_learner_and_config_rely_on():
+    assert POLICY_LOSSES["ppo_clip"].zero_advantage_rows_add_nothing and POLICY_LOSSES["gspo"].zero_advantage_rows_add_nothing
+    assert not POLICY_LOSSES["sft"].zero_advantage_rows_add_nothing
+    assert POLICY_LOSSES["ppo_clip"].token_level_ratio and POLICY_LOSSES["sft"].token_level_ratio
+    assert not POLICY_LOSSES["gspo"].token_level_ratio
+    assert [name for name, fn in ADVANTAGES.items() if getattr(fn, "passes_reward_through", False)] == ["reward"]
+    # a declaring loss's zero-advantage row has exactly zero gradient (the dual clip included)
+    lp = torch.randn(3, 4, requires_grad=True)
+    adv = torch.tensor([[1.0], [0.0], [-0.5]]).expand(3, 4)
+    for name, fn in POLICY_LOSSES.items():
+        if fn.zero_advantage_rows_add_nothing:
+            loss, _ = fn(lp, lp.detach() + 0.3 * torch.randn(3, 4), adv, torch.ones(3, 4), 0.2, 0.2, 3.0)
+            (grad,) = torch.autograd.grad(loss, lp)
+            assert torch.all(grad[1] == 0) and grad[0].abs().sum() > 0, name
+
+
+def test_the_learner_skips_zero_advantage_rows_only_for_a_loss_that_declares_it(tiny_model_dir, monkeypatch):
+    from rlreason.algos import declares
+    from rlreason.config import AlgoConfig, OptimConfig
+    from rlreason.learner.policy import Learner
+    from tests.test_learner import mixed_groups_batch
+
+    def plain(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, dual_clip=None, agg="token_mean"):
+        return ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, agg)
+
+    @declares(zero_advantage_rows_add_nothing=False)
+    def declared_false(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, dual_clip=None, agg="token_mean"):
+        return ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, agg)
+
+    monkeypatch.setitem(POLICY_LOSSES, "ppo_clip_undeclared", plain)  # no declaration: never skipped either
+    monkeypatch.setitem(POLICY_LOSSES, "ppo_clip_declared_false", declared_false)
+    path, _ = tiny_model_dir
+    batch = mixed_groups_batch([[1.0, -1.0], [0.0, 0.0], [-0.5, 0.5]])  # the second group: all zero
+    for name, rows in (("ppo_clip", [True, True, False, False, True, True]), ("ppo_clip_undeclared", [True] * 6), ("ppo_clip_declared_false", [True] * 6)):
+        learner = Learner(str(path), AlgoConfig(policy_loss=name), OptimConfig(), threads=2)
+        assert learner._rows_with_gradient(batch, kl_in_loss=False).tolist() == rows, name
+    assert learner.update(batch).skipped_rows == 0.0
+
+
 # ---- expert iteration, DAPO shaping and filtering (hand-computed) ----
 
 

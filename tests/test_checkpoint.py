@@ -255,7 +255,7 @@ def test_stop_flag_first_signal_asks_second_exits_at_once(tmp_path):
     script = tmp_path / "stop.py"
     script.write_text(
         "import os, signal, time\n"
-        "from rlreason.cluster.job import StopFlag\n"
+        "from rlreason.train import StopFlag\n"
         "with StopFlag() as stop:\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    time.sleep(0.2)\n"

@@ -111,8 +111,8 @@ def test_streamed_groups_are_scored_in_prompt_order():
 
 
 class GatedEngine:
-    """Not vLLM: a generate call that lasts until the test opens its gate, and a load_weights
-    that records what it was asked."""
+    """FAKE engine (not vLLM): a generate call that lasts until the test opens its gate, and a
+    load_weights that records what it was asked."""
 
     def __init__(self):
         import threading
@@ -129,25 +129,30 @@ class GatedEngine:
         return version
 
 
-class FakeLearner:
+class FakeLearner:  # FAKE: a learner with one weight
     def weights(self):
         return {"w": 1}
 
 
-def test_async_sync_waits_for_the_generation_in_flight_and_reports_the_wait():
+def test_a_push_waits_for_the_generation_in_flight_and_reports_the_wait():
+    """WeightSync.push (here DirectSync over FAKE engine and learner) with the engine serialized
+    behind the sync's lock, as the loop's async mode has it: the load waits for the generation in
+    flight, and the wait is reported; with nothing in flight the wait is exactly 0."""
     import threading
 
-    from rlreason.loop import _OneCallAtATime
+    from rlreason.sync import DirectSync
 
     inner = GatedEngine()
-    engine = _OneCallAtATime(inner)
+    sync = DirectSync(FakeLearner(), inner)
+    engine = sync.serialized(inner)
     gen = threading.Thread(target=engine.generate, args=(["1+1="], 1, 1.0, 1.0, 4, 0))
     gen.start()
     assert inner.started.wait(10)
     threading.Timer(0.3, inner.gate.set).start()  # the generation in flight ends 0.3 s from now
-    waited = engine.sync_from(FakeLearner(), version=7)
+    pushed = sync.push(version=7)
     gen.join()
     assert inner.loaded == [({"w": 1}, 7, True)]  # loaded after the generation ended, never during it
-    assert 0.25 <= waited < 10
-    assert engine.sync_from(FakeLearner(), version=8) < 0.2  # nothing in flight: nothing to wait for
+    assert pushed.version == 7 and 0.25 <= pushed.wait_s < 10
+    assert sync.push(version=8).wait_s == 0.0  # nothing in flight: nothing to wait for
     assert inner.loaded[-1][1] == 8
+    assert not hasattr(engine, "generate_stream")  # the serialized engine streams only when the engine does

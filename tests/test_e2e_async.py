@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rlreason.config import load_config
-from tests.test_e2e_resume import Recording
+from tests.helpers import Recording
 
 pytestmark = pytest.mark.slow
 
@@ -26,23 +26,28 @@ BASE = [
     "eval.size=8",
     "eval.every=0",
     "checkpoint.every=0",
-    "ray.num_cpus=4",
 ]
 
 
-def segment(path, cfg, run_dir, stop_at=None, resume=None):
-    import ray
-
+def segment(path, cfg, engine, run_dir, stop_at=None, resume=None):
+    """A fresh Learner actor (the split placement's) and the object-store sync into the session's
+    engine: a run, or a resume, until stop_at."""
     from rlreason import checkpoint
-    from rlreason.cluster.ray_workers import RayEngine, RayLearner
+    from rlreason.cluster.placement import build_learner
+    from rlreason.cluster.sync import ObjectStoreSync
     from rlreason.loop import run
 
-    learner, engine = RayLearner(cfg, str(path)), RayEngine(cfg, str(path))
+    learner = build_learner(cfg, str(path))
     calls = []
+    recording = Recording(engine, calls)
+    sync = recording.sync(ObjectStoreSync(learner.actors, engine, cfg.ray.sync_bucket_mb))
     ckpt = checkpoint.latest(run_dir / "checkpoints") if resume else None
-    result = run(cfg, Recording(engine, calls), learner, run_dir, resume=ckpt, should_stop=lambda step: step == stop_at)
-    ray.kill(learner.actor)
-    ray.kill(engine.actor)
+    if ckpt is None:
+        sync.push(version=0)  # the engine may hold another test's weights
+    try:
+        result = run(cfg, recording, learner, sync, run_dir, resume=ckpt, should_stop=lambda step: step == stop_at)
+    finally:
+        learner.shutdown()
     return result, [c for c in calls if c[0] == "generate"]
 
 
@@ -50,7 +55,7 @@ def expected_positions(cfg, n_batches):
     """The sampler's (epoch, position) after each of the first n batches, computed offline."""
     from rlreason.data.stream import PromptStream, heldout_problems, make_task
 
-    task = make_task(cfg.task)
+    task = make_task(cfg.task.name, cfg.task.digits)
     stream = PromptStream(task, cfg.seed, exclude=heldout_problems(task, cfg.task.heldout_size, cfg.task.seed))
     out = []
     for _ in range(n_batches):
@@ -59,33 +64,25 @@ def expected_positions(cfg, n_batches):
     return out
 
 
-def test_async_lags_one_version_and_resumes_without_losing_a_batch(tiny_model_dir, tmp_path):
-    import ray
-
-    from rlreason.cluster.ray_workers import connect
-
+def test_async_lags_one_version_and_resumes_without_losing_a_batch(engine, tiny_model_dir, tmp_path):
     path, model_cfg = tiny_model_dir
     run_dir = tmp_path / "run"
     cfg = load_config(None, [*BASE, f"model.cache_dir={model_cfg.cache_dir}", f"run_dir={run_dir}"])
-    connect(cfg)
-    try:
-        first, gens_a = segment(path, cfg, run_dir, stop_at=2)
-        assert first["stopped"] and first["step"] == 2
-        # step 3's batch was drawn ahead (in flight at the stop) ...
-        assert len(gens_a) == 1 + 3  # held-out eval, then steps 1, 2 and 3
-        assert {v for g in gens_a[2][3] for _, v in g} == {0}  # step 2 was sampled before update 1 was synced
-        # ... but the checkpoint holds the sampler from before it, so the resume draws it again
-        state = json.loads((run_dir / "checkpoints" / "step_000002" / "trainer_state.json").read_text())
-        positions = expected_positions(cfg, 4)
-        assert state["stream"] == positions[1]
+    first, gens_a = segment(path, cfg, engine, run_dir, stop_at=2)
+    assert first["stopped"] and first["step"] == 2
+    # step 3's batch was drawn ahead (in flight at the stop) ...
+    assert len(gens_a) == 1 + 3  # held-out eval, then steps 1, 2 and 3
+    assert {v for g in gens_a[2][3] for _, v in g} == {0}  # step 2 was sampled before update 1 was synced
+    # ... but the checkpoint holds the sampler from before it, so the resume draws it again
+    state = json.loads((run_dir / "checkpoints" / "step_000002" / "trainer_state.json").read_text())
+    positions = expected_positions(cfg, 4)
+    assert state["stream"] == positions[1]
 
-        second, gens_b = segment(path, cfg, run_dir, resume=True)
-        assert second["stopped"] is False and second["step"] == 4
-        assert gens_b[0][:2] == gens_a[3][:2]  # step 3: the same prompts with the same seed
-        final = json.loads((run_dir / "checkpoints" / "step_000004" / "trainer_state.json").read_text())
-        assert final["stream"] == positions[3]  # 4 batches drawn in all: none lost, none twice
-    finally:
-        ray.shutdown()
+    second, gens_b = segment(path, cfg, engine, run_dir, resume=True)
+    assert second["stopped"] is False and second["step"] == 4
+    assert gens_b[0][:2] == gens_a[3][:2]  # step 3: the same prompts with the same seed
+    final = json.loads((run_dir / "checkpoints" / "step_000004" / "trainer_state.json").read_text())
+    assert final["stream"] == positions[3]  # 4 batches drawn in all: none lost, none twice
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["step"] > 0]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]

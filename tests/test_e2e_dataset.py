@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_train_on_a_data_file(tiny_model_dir, tmp_path):
-    from rlreason.cluster.job import train
+    from rlreason.train import train
 
     rows = addition_rows(20)
     path = write_jsonl(tmp_path / "add.jsonl", rows)

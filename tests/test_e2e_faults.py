@@ -1,8 +1,8 @@
 """A rollout worker killed with SIGKILL in the middle of a step, through the real loop.
 
-Split placement (build_split: a RolloutPool of 2 vLLM workers, a RayLearner, weights in
-object-store buckets), 3 steps of the tiny model. The same run is made twice: undisturbed,
-and with worker 1 killed while step 2's generate is running. The second run must replace
+Split placement (a RolloutPool of 2 vLLM workers, a Learner actor, weights in object-store
+buckets), 3 steps of the tiny model. The same run is made twice (one pool, a fresh learner
+each): undisturbed, and with worker 1 killed while step 2's generate is running. The second run must replace
 the worker (with the step-1 weights), re-run its shard, count the restart in the metrics,
 and end with every step logged exactly once and the very same samples, rewards and losses
 as the undisturbed run (the per-request seeds make the re-run shard sample the same).
@@ -52,15 +52,12 @@ class Recording:
         self.calls.append((list(prompts), seed, [[(s.text, s.logprobs, s.version) for s in g] for g in groups]))
         return groups
 
-    def load_weights(self, weights, version):
-        return self.pool.load_weights(weights, version)
 
 
 @pytest.fixture(scope="module")
-def cluster(tiny_model_dir):
-    import ray
-
-    from rlreason.cluster.ray_workers import connect
+def cluster(ray_cluster, tiny_model_dir):
+    """The config and one 2-worker rollout pool, shared by both runs."""
+    from rlreason.cluster.placement import build_pool
 
     path, model_cfg = tiny_model_dir
     base = [
@@ -75,46 +72,46 @@ def cluster(tiny_model_dir):
         "optim.lr=1e-2",
         "optim.warmup_steps=1",
         "rollout.kv_cache_gib=1",
-        "ray.num_cpus=4",
         "ray.rollout_workers=2",
         "ray.sync_bucket_mb=0.5",  # several buckets even for the tiny model
         "ray.threads=1",  # each worker pinned to its own core, alike in both runs
     ]
-    connect(load_config(None, base))
-    yield str(path), base
-    ray.shutdown()
+    pool = build_pool(load_config(None, base), str(path))
+    yield str(path), base, pool
+    pool.shutdown()
 
 
 def run_once(cluster, run_dir, kill_call=None):
-    import ray
-    from ray.util.placement_group import remove_placement_group
-
-    from rlreason.cluster.pool import build_split
+    """A fresh Learner actor and the object-store sync into the shared pool, which first serves the
+    model on disk (version 0) again; then the loop."""
+    from rlreason.cluster.placement import build_learner
+    from rlreason.cluster.sync import ObjectStoreSync
     from rlreason.loop import run
 
-    path, base = cluster
+    path, base, pool = cluster
     cfg = load_config(None, [*base, f"run_dir={run_dir}"])
-    pool, learner = build_split(cfg, path)
+    learner = build_learner(cfg, path)
+    sync = ObjectStoreSync(learner.actors, pool, cfg.ray.sync_bucket_mb)
     engine = Recording(pool, kill_call)
+    restarts = list(pool.restarts)
     try:
+        sync.push(version=0)
         t0 = time.time()
-        result = run(cfg, engine, learner, run_dir)
+        result = run(cfg, engine, learner, sync, run_dir)
         print(f"run {'with a kill' if kill_call is not None else 'undisturbed'}: {time.time() - t0:.1f} s")
     finally:
-        pool.shutdown()
-        ray.kill(learner.actor)
-        remove_placement_group(learner.placement_group)
+        learner.shutdown()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return result, rows, engine, pool
+    return result, rows, engine, [n - m for n, m in zip(pool.restarts, restarts)]
 
 
 def test_a_killed_rollout_worker_is_replaced_and_the_run_is_unchanged(cluster, tmp_path):
-    result0, rows0, rec0, pool0 = run_once(cluster, tmp_path / "undisturbed")
-    result, rows, rec, pool = run_once(cluster, tmp_path / "killed", kill_call=KILL_CALL)
+    result0, rows0, rec0, restarts0 = run_once(cluster, tmp_path / "undisturbed")
+    result, rows, rec, restarts = run_once(cluster, tmp_path / "killed", kill_call=KILL_CALL)
 
     assert len(rec.kills) == 1
-    assert pool.events == [{"worker": 1, "during": "generate", "error": "ActorDiedError"}]  # noticed mid-generate
-    assert pool.restarts == [0, 1] and pool0.restarts == [0, 0]
+    assert cluster[2].events == [{"worker": 1, "during": "generate", "error": "ActorDiedError"}]  # noticed mid-generate
+    assert restarts == [0, 1] and restarts0 == [0, 0]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]  # no step lost, none counted twice
     assert [r.get("rollout/worker_restarts") for r in rows] == [None, 0, 1, 1]
     assert result["stopped"] is False and result["step"] == 3 and (tmp_path / "killed" / "final").is_dir()

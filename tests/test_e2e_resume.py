@@ -1,8 +1,10 @@
-"""Resume equivalence on the real loop (Ray actors, vLLM engine, learner): 6 steps straight
+"""Resume equivalence on the real loop (the vLLM engine, a learner, checkpoints): 6 steps straight
 equal 3 + 3 (a stop at an epoch boundary) and 2 + 2 + 2 (two resumes, each mid-epoch), bit for
 bit: prompts in order, sampled completions, rewards, losses, LR, metrics, weights at every
-step, optimizer state and data sampler position. Each segment runs in fresh actors, as after a
-crash; the stop goes through the same should_stop path as SIGTERM."""
+step, optimizer state and data sampler position. Each segment starts from a fresh Learner, as
+after a crash; the stop goes through the same should_stop path as SIGTERM. (The Learner runs in
+this process: the subject is the loop's checkpoints. A resume through `rlreason train` with
+Ray actors, after a real SIGTERM, is in test_e2e_cli and test_ray_job.)"""
 
 import json
 
@@ -12,34 +14,15 @@ from safetensors.torch import load_file
 
 from rlreason import checkpoint
 from rlreason.config import load_config
+from tests.helpers import Recording
 
 pytestmark = pytest.mark.slow
 
 STEPS = 6
 
 
-class Recording:
-    """Delegates to the real engine and records what the loop asked of it, in order."""
-
-    def __init__(self, engine, log):
-        self.engine, self.log = engine, log
-
-    def generate(self, prompts, n, temperature, top_p, max_tokens, seed):
-        groups = self.engine.generate(prompts, n, temperature, top_p, max_tokens, seed)
-        self.log.append(("generate", list(prompts), seed, [[(s.text, s.version) for s in g] for g in groups]))
-        return groups
-
-    def load_weights(self, weights, version):
-        self.log.append(("load_weights", version))
-        return self.engine.load_weights(weights, version)
-
-
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir):
-    import ray
-
-    from rlreason.cluster.ray_workers import connect
-
+def setup(engine, tiny_model_dir):
     path, model_cfg = tiny_model_dir
     base = [
         f"model.cache_dir={model_cfg.cache_dir}",
@@ -59,29 +42,27 @@ def setup(tiny_model_dir):
         "eval.every=3",
         "checkpoint.every=1",
         "checkpoint.keep_last=0",  # keep all: compare the weights of every step
-        "ray.num_cpus=4",
     ]
-    cfg = load_config(None, base)
-    connect(cfg)
-    yield path, base
-    ray.shutdown()
+    return path, base, engine
 
 
 def segment(setup, run_dir, stop_at=None, resume=None):
-    """One process lifetime: fresh actors, run (or resume) until stop_at, then the actors die."""
-    import ray
-
-    from rlreason.cluster.ray_workers import RayEngine, RayLearner
+    """One process lifetime of the learner: a fresh Learner, run (or resume) until stop_at, then
+    dropped. The engine is the session's (the loop pushes the warm start, or on resume the restored
+    policy, into it before it generates)."""
+    from rlreason.cluster.actors import learner_kwargs
+    from rlreason.learner.policy import Learner
     from rlreason.loop import run
+    from rlreason.sync import DirectSync
 
-    path, base = setup
+    path, base, engine = setup
     cfg = load_config(None, [*base, f"run_dir={run_dir}"])
-    learner, engine = RayLearner(cfg, str(path)), RayEngine(cfg, str(path))
+    learner = Learner(**learner_kwargs(cfg, str(path), threads=0))
     calls = []
+    recording = Recording(engine, calls)
     ckpt = checkpoint.latest(run_dir / "checkpoints") if resume else None
-    result = run(cfg, Recording(engine, calls), learner, run_dir, resume=ckpt, should_stop=lambda step: step == stop_at)
-    ray.kill(learner.actor)
-    ray.kill(engine.actor)
+    result = run(cfg, recording, learner, recording.sync(DirectSync(learner, engine)), run_dir, resume=ckpt,
+                 should_stop=lambda step: step == stop_at)
     return result, calls
 
 
@@ -126,7 +107,7 @@ def test_resume_is_bit_identical(setup, straight, stops, tmp_path):
     for i, done in enumerate(stops):
         result, seg = segment(setup, run_dir, stop_at=stops[i + 1] if i + 1 < len(stops) else None, resume=True)
         # the restored policy goes into the fresh engine before it generates anything
-        assert seg[0] == ("load_weights", done) and seg[1][0] == "generate"
+        assert seg[0] == ("push", done) and seg[1][0] == "generate"
         calls += seg
     assert result["step"] == STEPS and not result["stopped"]
 

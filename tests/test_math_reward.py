@@ -267,16 +267,8 @@ def test_score_many_and_pickling():
     assert r.extractor == "gsm8k" and r.stats() == {}
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-def test_in_a_ray_actor(ray_local):
-    ray = ray_local
+def test_in_a_ray_actor(ray_cluster):
+    ray = ray_cluster
 
     @ray.remote(num_cpus=0)
     class Scorer:

@@ -17,9 +17,8 @@ import torch
 
 from rlreason.cluster.pool import split_shards
 from rlreason.config import ConfigError, load_config
+from tests.helpers import ADV, IDS, PROMPTS, SHORT_RUN, free, make_config, placed, read_rows
 
-IDS = [6, 7, 10, 75, 8, 11, 9, 84, 10, 75, 9, 75, 3, 83, 4, 6, 81]  # fixed tokens: "347+586>7+6+0=13;4+"
-PROMPTS = ["347+586>", "12+34>", "905+17>", "1+2>", "66+66>"]  # 5: uneven shards over 2 workers
 
 
 # ---- pure unit tests ----
@@ -61,7 +60,7 @@ def test_fake_buckets_handle_fetches_one_bucket_at_a_time(monkeypatch):
     """Unit test with a FAKE ray.get: Buckets iterates lazily, one fetch per bucket as consumed."""
     import ray
 
-    from rlreason.cluster.transport import Buckets
+    from rlreason.cluster.sync import Buckets
 
     store = {"a": [("x", torch.zeros(1)), ("y", torch.ones(1))], "b": [("z", torch.ones(2))]}
     fetched = []
@@ -75,7 +74,6 @@ def test_colocated_worker_sleeps_the_engine_while_the_learner_works():
     """Unit test with a FAKE engine and learner (no vLLM, no Ray): the colocated actor puts the
     engine to sleep before every learner call and wakes it before every engine call and sync."""
     from rlreason.cluster.colocated import ColocatedWorker
-    from rlreason.cluster.transport import InProcess
 
     log = []
 
@@ -101,7 +99,7 @@ def test_colocated_worker_sleeps_the_engine_while_the_learner_works():
             return {"w": torch.zeros(1)}
 
     worker = ColocatedWorker.__new__(ColocatedWorker)
-    worker.engine, worker.learner, worker.transport = FakeEngine(), FakeLearner(), InProcess()
+    worker.engine, worker.learner = FakeEngine(), FakeLearner()
     worker.engine_call("generate", ["1+2>"])
     worker.learner_call("update", None)
     assert worker.sync(3) == 3
@@ -132,30 +130,23 @@ def test_engine_sleeps_only_with_sleep_mode_and_only_once():
 
 # ---- real Ray + vLLM ----
 def pool_cfg(model_cfg, *extra):
-    return load_config(None, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", "ray.num_cpus=6",
-                              "ray.threads=1", *extra])  # 1 thread each: every engine computes alike
+    return make_config(model_cfg, "ray.threads=1", *extra)  # 1 thread each: every engine computes alike
 
 
 @pytest.fixture(scope="module")
-def cluster(tiny_model_dir):
-    import ray
-
-    from rlreason.cluster.ray_workers import connect
-
+def cluster(ray_cluster, tiny_model_dir):
     path, model_cfg = tiny_model_dir
-    connect(pool_cfg(model_cfg))
-    yield str(path), model_cfg
-    ray.shutdown()
+    return str(path), model_cfg
 
 
 @pytest.mark.slow
 def test_more_workers_than_a_local_cluster_holds_fails_at_once(cluster):
-    from rlreason.cluster.pool import RolloutPool
+    from rlreason.cluster.placement import build_pool
 
     path, model_cfg = cluster
     t0 = time.time()
-    with pytest.raises(RuntimeError, match=r"the rollout pool needs \{'CPU': 7\.0\}.*ray.rollout_workers"):
-        RolloutPool(pool_cfg(model_cfg, "ray.rollout_workers=7"), path)
+    with pytest.raises(RuntimeError, match=r"the rollout pool needs \{'CPU': 9\.0\}.*ray.rollout_workers"):
+        build_pool(pool_cfg(model_cfg, "ray.rollout_workers=9"), path)
     assert time.time() - t0 < 5  # not after ray.placement_timeout_s
 
 
@@ -164,6 +155,7 @@ def test_workers_that_disagree_on_the_version_are_an_error(cluster):
     """The pool's version check, with FAKE worker actors (no vLLM) that report what they are told."""
     import ray
 
+    from rlreason.cluster.actors import ActorGroup
     from rlreason.cluster.pool import RolloutPool, VersionMismatchError
 
     @ray.remote(num_cpus=0)
@@ -171,13 +163,13 @@ def test_workers_that_disagree_on_the_version_are_an_error(cluster):
         def __init__(self, served):
             self.served = served
 
-        def sync(self, weights, version):
+        def load_weights(self, weights, version):
             return self.served
 
     path, model_cfg = cluster
     pool = RolloutPool.__new__(RolloutPool)  # the pool's logic without its vLLM workers
     pool.cfg, pool.version, pool._weights = pool_cfg(model_cfg), 0, None
-    pool.workers, pool.restarts, pool.events = [FakeWorker.remote(3), FakeWorker.remote(2)], [0, 0], []
+    pool.group, pool.restarts, pool.events = ActorGroup([FakeWorker.remote(3), FakeWorker.remote(2)]), [0, 0], []
     with pytest.raises(VersionMismatchError, match=r"after the sync to version 3 the rollout workers serve \{0: 3, 1: 2\}"):
         pool.load_weights({}, 3)
 
@@ -185,50 +177,41 @@ def test_workers_that_disagree_on_the_version_are_an_error(cluster):
 @pytest.mark.slow
 def test_a_hung_sync_raises_within_the_timeout(cluster):
     """A real engine actor, slowed by the pool's fault-injection hook: every sync first sleeps 60 s."""
-    from rlreason.cluster.pool import RolloutPool, SyncTimeoutError
-    from rlreason.cluster.ray_workers import RayLearner
-    from rlreason.cluster.transport import ObjectStore
+    from rlreason.cluster.actors import SyncTimeoutError
+    from rlreason.cluster.placement import build_pool
 
     path, model_cfg = cluster
-    cfg = pool_cfg(model_cfg, "ray.sync_timeout_s=2")
-    learner = RayLearner(cfg, path, transport=ObjectStore(bucket_mb=0.2))
-    pool = RolloutPool(cfg, path, fault_sync_sleep_s=60)
+    pool = build_pool(pool_cfg(model_cfg, "ray.sync_timeout_s=2"), path, fault_sync_sleep_s=60)
     try:
         assert pool.generate(["1+2>"], 1, 1.0, 1.0, 4, 0)[0][0].version == 0  # the engine is up
         t0 = time.time()
         with pytest.raises(SyncTimeoutError, match=r"within ray.sync_timeout_s=2.0 s on rollout worker\(s\) \[0\]"):
-            pool.load_weights(learner.weights(), 1)
+            pool.load_weights({}, 1)
         assert time.time() - t0 < 10
     finally:
         pool.shutdown()
-        import ray
-
-        ray.kill(learner.actor)
 
 
 @pytest.fixture(scope="module")
-def synced(cluster):
-    """A learner one update away from the model on disk, a 1-worker and a 2-worker pool, both
-    synced to it through small buckets; and the samples of the 1-worker pool."""
-    from rlreason.cluster.pool import RolloutPool
-    from rlreason.cluster.ray_workers import RayLearner
-    from rlreason.cluster.transport import ObjectStore
+def synced(cluster, engine):
+    """A learner one update away from the model on disk; the shared 1-worker engine and a 2-worker
+    pool, both synced to it through small buckets (the object-store sync); and the samples of the
+    1-worker engine."""
+    from rlreason.cluster.placement import build_learner, build_pool
+    from rlreason.cluster.sync import ObjectStoreSync
     from rlreason.learner.batch import make_batch
 
     path, model_cfg = cluster
-    cfg1, cfg2 = pool_cfg(model_cfg, "ray.rollout_workers=1"), pool_cfg(model_cfg, "ray.rollout_workers=2", "ray.max_worker_restarts=2")
-    learner = RayLearner(cfg1, path, transport=ObjectStore(bucket_mb=0.2))
-    one, two = RolloutPool(cfg1, path), RolloutPool(cfg2, path)
+    cfg1, cfg2 = pool_cfg(model_cfg), pool_cfg(model_cfg, "ray.rollout_workers=2", "ray.max_worker_restarts=2")
+    learner, one, two = build_learner(cfg1, path), engine, build_pool(cfg2, path)
+    ObjectStoreSync(learner.actors, one, bucket_mb=0.2).push(0)  # the shared engine may hold another test's weights
     groups = one.generate(PROMPTS[:2], 4, 1.0, 1.0, 12, seed=0)
-    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
-    learner.update(make_batch(groups, adv, pad_id=0), 1.0)
-    handle = learner.weights()
+    learner.update(make_batch(groups, torch.tensor(ADV), pad_id=0), 1.0)
+    handle = ObjectStoreSync(learner.actors, None, bucket_mb=0.2).publish()
     assert one.load_weights(handle, 1) == 1 and two.load_weights(handle, 1) == 1
     reference = one.generate(PROMPTS, 4, 1.0, 1.0, 24, seed=100)
     yield learner, one, two, handle, reference
-    for pool in (one, two):
-        pool.shutdown()
-
+    free(two, learner)
 
 def flat(groups):
     return [(s.prompt_ids, s.completion_ids, s.text, s.logprobs, s.finish_reason, s.version) for g in groups for s in g]
@@ -323,31 +306,19 @@ def test_restarts_are_capped_with_an_error_naming_the_worker(synced):
 def test_colocated_placement_runs_the_loop(cluster, tmp_path):
     """ray.placement=colocated: one actor with the learner and the engine, weights handed over
     in process; two real loop steps, and the engine then serves the learner's exact policy."""
-    import json
-
-    import ray
-    from ray.util.placement_group import remove_placement_group
-
-    from rlreason.cluster.colocated import LearnerWeights
-    from rlreason.cluster.pool import build_placement
+    from rlreason.cluster.sync import ColocatedSync
     from rlreason.loop import run
 
     path, model_cfg = cluster
-    cfg = pool_cfg(model_cfg, "ray.placement=colocated", f"run_dir={tmp_path}", "steps=2", "warm_start.enabled=false",
-                   "reward=tests.plugins:parity_reward", "rollout.prompts_per_step=4", "rollout.group_size=4",
-                   "eval.size=8", "optim.lr=1e-2", "optim.warmup_steps=1")
-    engine, learner = build_placement(cfg, path)
-    try:
+    cfg = pool_cfg(model_cfg, "ray.placement=colocated", f"run_dir={tmp_path}", "steps=2", *SHORT_RUN)
+    with placed(cfg, path) as (engine, learner, sync):
+        assert isinstance(sync, ColocatedSync)  # nothing crosses the process boundary
         before = learner.sequence_logprobs(IDS)
-        result = run(cfg, engine, learner, tmp_path)
+        result = run(cfg, engine, learner, sync, tmp_path)
         after = learner.sequence_logprobs(IDS)
-        assert isinstance(learner.weights(), LearnerWeights)  # nothing crosses the process boundary
         assert max(abs(a - b) for a, b in zip(before, after)) > 1e-3  # the policy moved
         assert max(abs(a - b) for a, b in zip(engine.prompt_logprobs(IDS), after)) < 1e-4  # and the engine serves it
         assert engine.generate(["1+2>"], 1, 1.0, 1.0, 4, 0)[0][0].version == 2
-    finally:
-        ray.kill(engine.actor)
-        remove_placement_group(engine.placement_group)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = read_rows(tmp_path)
     assert [r["step"] for r in rows] == [0, 1, 2] and result["stopped"] is False
     assert all(r["rollout/worker_restarts"] == 0 for r in rows[1:])

@@ -1,6 +1,6 @@
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlreason.data.tiny_model import ensure_tiny_model, resolve_model
+from rlreason.models import ensure_tiny_model, resolve_model
 
 
 def test_tokenizer_is_character_level_with_chat_template(tiny_model_dir):

@@ -1,11 +1,14 @@
 """Pure torch algorithm pieces, named in plain dicts that the recipe picks from.
 
-- ADVANTAGES[name](rewards (P, G), eps) -> advantages (P, G)
+- ADVANTAGES[name](rewards (P, G), eps) -> advantages (P, G); `passes_reward_through` (an
+  attribute, False when absent) marks the one that hands the rewards on unchanged
 - POLICY_LOSSES[name](logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2,
-  dual_clip=None, agg=...) -> (loss, stats)
+  dual_clip=None, agg=...) -> (loss, stats); each declares (losses.declares)
+  `zero_advantage_rows_add_nothing` and `token_level_ratio`
 - AGGREGATIONS[mode](per_token_loss (B, T), mask (B, T)) -> scalar, via aggregate(x, mask, mode)
 - KL_ESTIMATORS[name](logprobs, ref_logprobs) -> per-token KL (B, T)
 
+Code outside this package reads those attributes and never tests an algorithm by its name.
 This package never imports ray or vllm.
 """
 
@@ -25,6 +28,7 @@ from rlreason.algos.losses import (
     AGGREGATIONS,
     POLICY_LOSSES,
     aggregate,
+    declares,
     entropy_bonus,
     gspo_loss,
     masked_mean,
@@ -42,6 +46,7 @@ __all__ = [
     "aggregate",
     "apply_kl_penalty",
     "clipped_value_loss",
+    "declares",
     "dr_grpo_advantages",
     "entropy_bonus",
     "gae_advantages",

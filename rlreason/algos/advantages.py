@@ -83,3 +83,8 @@ def rft_filter(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 ADVANTAGES["rft"] = rft_filter
 ADVANTAGES["reward"] = raw_reward
+
+# What code outside rlreason.algos may rely on about an advantage (it tests none by its name):
+# passes_reward_through, the "advantages" are the rewards themselves, for a learner that computes
+# its own advantages from them (the config requires it with critic.enabled). False when absent.
+raw_reward.passes_reward_through = True

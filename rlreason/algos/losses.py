@@ -3,7 +3,8 @@
 Every loss shares the signature
     fn(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, dual_clip=None, agg=...)
         -> (loss, stats dict of detached tensors, always with "clip_frac")
-and reduces its per-token loss (B, T) with aggregate(..., agg), a name in AGGREGATIONS.
+and reduces its per-token loss (B, T) with aggregate(..., agg), a name in AGGREGATIONS. Each
+declares, with @declares, what the learner and the config may rely on (see `declares`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,27 @@ def entropy_bonus(
 # ---- policy losses ---------------------------------------------------------------------
 
 
+def declares(*, zero_advantage_rows_add_nothing: bool, token_level_ratio: bool = True):
+    """Mark a policy loss with what code outside rlreason.algos may rely on, as attributes of
+    the function (the learner and the config read them; none tests a loss by its name):
+
+    - zero_advantage_rows_add_nothing: every term of a row's loss is multiplied by the row's
+      advantages, so a row whose advantages are all zero adds exactly zero to the loss and to
+      its gradient; the learner may then skip the row's forward and backward
+      (optim.skip_zero_advantage), normalising over the whole minibatch as before.
+    - token_level_ratio: the loss's importance ratio and advantage are per token, so per-token
+      weights on the advantages (algo.tis_cap's truncated IS weights) act token by token.
+      False when they are per sequence (GSPO): the config then refuses algo.tis_cap.
+    """
+
+    def mark(fn):
+        fn.zero_advantage_rows_add_nothing = zero_advantage_rows_add_nothing
+        fn.token_level_ratio = token_level_ratio
+        return fn
+
+    return mark
+
+
 def _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip):
     """Per-token PPO objective (to maximise), with optional dual clip; and the clip indicators."""
     unclipped = ratio * advantages
@@ -109,6 +131,7 @@ def _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip):
     return objective, is_clipped, is_dual
 
 
+@declares(zero_advantage_rows_add_nothing=True)
 def ppo_clip_loss(
     logprobs: torch.Tensor,  # (B, T) current policy
     old_logprobs: torch.Tensor,  # (B, T) policy that sampled (or the pre-update policy)
@@ -129,6 +152,9 @@ def ppo_clip_loss(
     Games"): where A < 0 the objective is max(min(rA, clip(r)A), cA), which bounds the loss of
     a token whose ratio has grown huge; such tokens get no gradient. None disables it.
     Stats: clip_frac (tokens where the clipped term is the min) and dual_clip_frac.
+
+    A row whose advantages are all zero adds nothing: every term of its loss (rA, clip(r)A and
+    the dual clip's cA) is multiplied by its advantage.
     """
     ratio = torch.exp(logprobs - old_logprobs)
     objective, is_clipped, is_dual = _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip)
@@ -137,6 +163,7 @@ def ppo_clip_loss(
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
+@declares(zero_advantage_rows_add_nothing=True, token_level_ratio=False)
 def gspo_loss(
     logprobs: torch.Tensor,  # (B, T) current policy
     old_logprobs: torch.Tensor,  # (B, T)
@@ -160,6 +187,10 @@ def gspo_loss(
     (3e-4 low, 4e-4 high), because s_i is a per-token geometric mean; the 0.2 defaults here
     are only the common-signature defaults. Stats: clip_frac is the fraction of non-empty
     sequences clipped.
+
+    A row whose advantage is zero adds nothing: every term of its loss (s_i A_i, clip(s_i) A_i,
+    the dual clip's c A_i) is multiplied by its advantage. Ratio and advantage are per sequence,
+    so per-token weights (truncated IS) do not apply.
     """
     mask = mask.to(logprobs.dtype)
     counts = mask.sum(-1)  # (B,)
@@ -180,6 +211,7 @@ def gspo_loss(
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
+@declares(zero_advantage_rows_add_nothing=False)
 def sft_loss(
     logprobs: torch.Tensor,  # (B, T)
     old_logprobs: torch.Tensor,  # (B, T) unused: no ratio
@@ -194,6 +226,10 @@ def sft_loss(
     step of expert iteration (STaR, Zelikman et al. 2022). Rejected samples (weight 0) are left
     out of the aggregation's normaliser, so the loss is the mean over kept tokens, as in SFT on
     the filtered set. The clip arguments exist only for the common signature.
+
+    A zero-weight row is not skippable: it adds zero to this loss, but the learner's micro-batch
+    weight (part_weight over the loss mask) counts its tokens while this loss's normaliser (the
+    kept tokens) does not, so leaving it out would change the step.
     """
     keep = mask * (advantages != 0)
     loss = aggregate(-advantages * logprobs, keep, agg)

@@ -1,1 +1,1 @@
-"""Prompt data: the built-in generated task, the tiny local model builder, samplers."""
+"""Prompt data: the built-in generated tasks, data sets (hub ids, local files), prompt templates, samplers."""

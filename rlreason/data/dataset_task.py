@@ -83,15 +83,11 @@ def load_dataset_task(data_cfg, tokenizer, budget: int) -> DatasetTask:
     return DatasetTask(rendered, spec.label)
 
 
-def build_task(cfg):
-    """The task a run trains on: a generated one (addition, functions) or task.dataset's rows."""
+def build_task(cfg, tokenizer=None):
+    """The task a run trains on: a generated one (addition, functions) or task.dataset's rows
+    (rendered with `tokenizer`, the run's model's: needed then)."""
     from rlreason.data.stream import make_task
 
     if cfg.task.name != "dataset":
-        return make_task(cfg.task)
-    from transformers import AutoTokenizer
-
-    from rlreason.data.tiny_model import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+        return make_task(cfg.task.name, cfg.task.digits)
     return load_dataset_task(cfg.task.dataset, tokenizer, cfg.rollout.max_model_len - cfg.rollout.max_tokens)

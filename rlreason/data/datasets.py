@@ -332,7 +332,7 @@ def load_problems(spec: DatasetSpec, limit: int | None = None, check_golds: bool
         problems = kept
     if limit is not None:
         problems = problems[:limit]
-    if check_golds and spec.reward.split("*")[-1].strip().startswith("math") and spec.tests is None:
+    if check_golds and _checks_math_golds(spec.reward) and spec.tests is None:
         from rlreason.rewards.math_reward import gold_parse_report
 
         bad, examples = gold_parse_report([p.answer for p in problems])
@@ -345,13 +345,19 @@ def load_problems(spec: DatasetSpec, limit: int | None = None, check_golds: bool
     return problems
 
 
+def _checks_math_golds(reward: str) -> bool:
+    """Whether any term of the reward spec is a math-verify reward ('math', 'math_gsm8k'): then
+    a gold math-verify cannot parse can never be matched ('math + 0.1*think_format' too)."""
+    from rlreason.rewards import reward_names
+
+    return any(name.startswith("math") for name in reward_names(reward))
+
+
 def _task_problems(spec: DatasetSpec, limit: int | None) -> list[Problem]:
     """The built-in task's held-out set: the problems training never samples (TaskConfig defaults)."""
-    from rlreason.config import TaskConfig
-    from rlreason.data.stream import heldout_problems, make_task
+    from rlreason.data.stream import HELDOUT_SEED, HELDOUT_SIZE, heldout_problems, make_task
 
-    cfg = TaskConfig(name=spec.source.split(":", 1)[1])
-    problems = heldout_problems(make_task(cfg), cfg.heldout_size, cfg.seed)[: limit or cfg.heldout_size]
+    problems = heldout_problems(make_task(spec.source.split(":", 1)[1]), HELDOUT_SIZE, HELDOUT_SEED)[: limit or HELDOUT_SIZE]
     return [
         Problem(p.prompt, p.answer, {"row": i, "id": str(i), "question": p.prompt, **{k: v for k, v in p.meta.items() if k not in ("a", "b")}})
         for i, p in enumerate(problems)

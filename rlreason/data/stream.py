@@ -13,6 +13,10 @@ import random
 
 from rlreason.types import Problem
 
+# The built-in tasks' defaults (TaskConfig's, in rlreason.config): `rlreason eval --dataset
+# addition` evaluates this held-out set, the problems a default run never trains on.
+ADDITION_DIGITS, HELDOUT_SIZE, HELDOUT_SEED = 3, 500, 1234
+
 
 def heldout_problems(task, size: int, seed: int) -> list[Problem]:
     """A fixed held-out set of distinct prompts, disjoint from the training stream (see PromptStream)."""
@@ -104,15 +108,15 @@ def demonstrations(task, n: int, error: float, seed: int, exclude: list[Problem]
     return [(p.prompt, task.teacher(p, rng, error)) for p in stream.next_batch(n)]
 
 
-def make_task(cfg):
-    """The task a TaskConfig names."""
+def make_task(name: str, digits: int = ADDITION_DIGITS):
+    """The generated task task.name names (task.digits: addition only)."""
     from rlreason.data.addition import AdditionTask
     from rlreason.data.functions import FunctionTask
 
-    if cfg.name == "addition":
-        return AdditionTask(cfg.digits)
-    if cfg.name == "functions":
+    if name == "addition":
+        return AdditionTask(digits)
+    if name == "functions":
         return FunctionTask()
-    if cfg.name == "dataset":
+    if name == "dataset":
         raise ValueError("key 'task.name': a data set task is built with rlreason.data.dataset_task.build_task (it needs the tokenizer)")
-    raise ValueError(f"key 'task.name': unknown task {cfg.name!r}; choose one of ['addition', 'functions', 'dataset']")
+    raise ValueError(f"key 'task.name': unknown task {name!r}; choose one of ['addition', 'functions', 'dataset']")

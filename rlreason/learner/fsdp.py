@@ -47,21 +47,6 @@ from rlreason.types import Batch
 _SHARED_SUMS = ("loss", "policy_loss", "kl", "clip_frac", "entropy", "tis_clip_frac", "seen_weight", "seen_tokens")
 
 
-def free_address() -> tuple[str, int]:
-    """This node's IP and a free TCP port: where rank 0 listens for the process group."""
-    import socket
-
-    try:
-        import ray
-
-        host = ray.util.get_node_ip_address()
-    except Exception:  # not in Ray
-        host = "127.0.0.1"
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return host, s.getsockname()[1]
-
-
 def _full(t: torch.Tensor) -> torch.Tensor:
     """A DTensor's full value (a collective: every rank must call it), on CPU."""
     if hasattr(t, "full_tensor"):
@@ -215,19 +200,11 @@ class FSDPLearner(Learner):
     def weight_buckets(self, bucket_mb: float):
         """Rank 0: Learner.weight_buckets of the full tensors. Other ranks must run gather_weights
         at the same time (their share of each gather)."""
+        from rlreason.weight_transfer import state_dict_buckets
+
         self._reshard(self.model)
-        limit, bucket, size = bucket_mb * 2**20, [], 0
-        for name, value in self.model.state_dict().items():
-            tensor = _full(value)
-            if self.rank != 0:
-                continue
-            if bucket and size + tensor.nbytes > limit:
-                yield bucket
-                bucket, size = [], 0
-            bucket.append((name, tensor))
-            size += tensor.nbytes
-        if bucket:
-            yield bucket
+        full = ((name, _full(value)) for name, value in self.model.state_dict().items())  # every rank gathers, tensor by tensor
+        yield from state_dict_buckets(((name, t if self.rank == 0 else None) for name, t in full), bucket_mb)
 
     def send_weights(self) -> None:
         """Learner.send_weights: every rank gathers each tensor; rank 0 broadcasts it."""

@@ -104,6 +104,93 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+@dataclasses.dataclass
+class MicroStats:
+    """What one micro-batch of the RL update adds to its statistics (Learner._micro_step)."""
+
+    weight: float  # its loss weight: its share of the minibatch's aggregate (0 for a rank's padding)
+    token_share: float  # its share of the minibatch's completion tokens (0 for a rank's padding)
+    loss: float  # its total loss, its policy loss and KL term, and the policy loss's clip_frac: unweighted
+    policy_loss: float
+    kl: float
+    clip_frac: float
+    entropy: float  # token mean of its entropy
+    tis_clip_frac: float | None  # None: algo.tis_cap off
+
+
+@dataclasses.dataclass
+class UpdateSums:
+    """Running sums of one RL update's statistics. Per micro-batch (add_micro): the loss terms,
+    clip fraction and entropy weighted by its loss weight, the TIS clip fraction by its token
+    share, and both weights; per optimizer step (add_step): the gradient norm and the critic's
+    value loss and clip fraction. shares() are what the data-parallel ranks sum
+    (Learner._reduce_stats; FSDPLearner all-reduces the keys of its _SHARED_SUMS)."""
+
+    loss: float = 0.0
+    policy_loss: float = 0.0
+    kl: float = 0.0
+    clip_frac: float = 0.0
+    entropy: float = 0.0
+    grad_norm: float = 0.0
+    tis_clip_frac: float = 0.0
+    value_loss: float = 0.0
+    value_clip_frac: float = 0.0
+    seen_weight: float = 0.0
+    seen_tokens: float = 0.0
+    steps: int = 0  # optimizer steps
+
+    def add_micro(self, m: MicroStats) -> None:
+        """One micro-batch's forward and backward (Learner._micro_step)."""
+        self.seen_tokens += m.token_share
+        if m.tis_clip_frac is not None:
+            self.tis_clip_frac += m.tis_clip_frac * m.token_share
+        self.loss += m.loss * m.weight
+        self.policy_loss += m.policy_loss * m.weight
+        self.kl += m.kl * m.weight
+        self.clip_frac += m.clip_frac * m.weight
+        self.entropy += m.entropy * m.weight
+        self.seen_weight += m.weight
+
+    def add_step(self, grad_norm: float, value: tuple[float, float] | None = None) -> None:
+        """One optimizer step: its gradient norm, and the critic step's (value loss, clip fraction) sums."""
+        self.grad_norm += grad_norm
+        if value is not None:
+            self.value_loss += value[0]
+            self.value_clip_frac += value[1]
+        self.steps += 1
+
+    def shares(self) -> dict[str, float]:
+        """Every sum by name (not the step count)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "steps"}
+
+    def update_stats(self, lr: float, tokens: int, mismatch: dict[str, float], skipped_rows: float) -> UpdateStats:
+        """Clip fraction, entropy and the TIS clip fraction: means over the rows whose forward ran
+        (all of them unless rows were skipped); loss, KL, gradient norm and the critic's: means
+        of the minibatch aggregates over the optimizer steps."""
+        n = self.steps
+        per_seen = lambda total, weight: total / weight if weight > 0 else 0.0  # noqa: E731
+        return UpdateStats(
+            loss=self.loss / n,
+            policy_loss=self.policy_loss / n,
+            kl=self.kl / n,
+            clip_frac=per_seen(self.clip_frac, self.seen_weight),
+            entropy=per_seen(self.entropy, self.seen_weight),
+            grad_norm=self.grad_norm / n,
+            lr=lr,
+            tokens=tokens,
+            mismatch_logprob_diff=mismatch["logprob_diff_mean"],
+            mismatch_logprob_diff_max=mismatch["logprob_diff_max"],
+            mismatch_kl=mismatch["kl"],
+            is_ratio_mean=mismatch["is_ratio_mean"],
+            is_ratio_min=mismatch["is_ratio_min"],
+            is_ratio_max=mismatch["is_ratio_max"],
+            tis_clip_frac=per_seen(self.tis_clip_frac, self.seen_tokens),
+            skipped_rows=skipped_rows,
+            value_loss=self.value_loss / n,
+            value_clip_frac=self.value_clip_frac / n,
+        )
+
+
 class Learner:
     # data-parallel rank and number of ranks: rlreason.learner.fsdp.FSDPLearner sets them and
     # overrides the hooks below (_wrap ... _reduce_stats); one process owns the whole batch
@@ -217,105 +304,116 @@ class Learner:
         batch = self._on_device(batch)
         self.trained = True
         self.model.train()
+        old_logprobs, ref_logprobs = self._old_and_ref_logprobs(batch, temperature)
+        batch, critic_targets = self._shape_advantages(batch, old_logprobs, ref_logprobs, temperature)
+        kl_ref = None if self.algo.kl_in_reward else ref_logprobs  # the KL loss term's reference logprobs
+        needed = self._rows_with_gradient(batch, kl_ref is not None)
+        sums = UpdateSums()
+        seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
+        seen_rows = torch.zeros(len(batch), dtype=torch.bool)  # rows whose forward ran (epoch 0)
+        for epoch in range(self.algo.epochs):
+            for mb_idx in torch.randperm(len(batch), generator=self.generator).chunk(self.algo.minibatches):
+                mb_mask = batch.loss_mask[mb_idx]  # the minibatch's aggregate is over all its rows, computed or not
+                rows = self._minibatch_rows(mb_idx, needed)
+                if epoch == 0:
+                    seen_rows[rows] = True
+                self.optimizer.zero_grad(set_to_none=True)
+                for idx, real in self._rank_micro_batches(batch, rows):  # real=0: a rank's padding
+                    old, micro_stats = self._micro_step(batch, idx, real, mb_mask, old_logprobs, kl_ref, temperature)
+                    if epoch == 0 and real:
+                        seen_old[idx] = old
+                    sums.add_micro(micro_stats)
+                grad_norm = self._clip_grads(self.model.parameters(), self.optim_cfg.grad_clip)
+                self._check_finite(grad_norm, "RL update (gradient norm)")
+                self.optimizer.step()
+                value = self._critic_step(batch, mb_idx, *critic_targets) if self.critic is not None else None
+                sums.add_step(grad_norm.item(), value)
+        self.scheduler.step()
+        return self._update_stats(sums, batch, seen_old, seen_rows)
+
+    def _old_and_ref_logprobs(self, batch: Batch, temperature: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The pre-update policy's logprobs (None on-policy: one epoch of one minibatch uses the
+        current ones, detached) and the KL reference's (None without a reference), (B, T) each."""
         on_policy = self.algo.epochs == 1 and self.algo.minibatches == 1
         old_logprobs = None if on_policy else self._no_grad_logprobs(self.model, batch, temperature)
         ref_logprobs = self._no_grad_logprobs(self.ref, batch, temperature) if self.ref is not None else None
+        return old_logprobs, ref_logprobs
+
+    def _shape_advantages(self, batch: Batch, old_logprobs, ref_logprobs, temperature: float) -> tuple[Batch, tuple]:
+        """The batch with the advantages the loss uses, and the critic's (old values, returns)
+        (() without a critic). With a critic: token-level GAE of the outcome reward, the KL
+        penalty in the rewards under algo.kl_in_reward. Without one, under kl_in_reward: each
+        token's advantage carries the KL penalty still to come. Else the batch as it is."""
         token_kl = None
         if self.algo.kl_in_reward:  # KL(policy || ref) of the pre-update policy on the sampled tokens (B, T)
             pre_update = old_logprobs if old_logprobs is not None else self._no_grad_logprobs(self.model, batch, temperature)
             token_kl = self.kl_fn(pre_update, ref_logprobs)
         if self.critic is not None:
             batch, old_values, returns = self._gae_batch(batch, token_kl)
-        elif token_kl is not None:  # no critic: each token's advantage carries the KL penalty still to come
+            return batch, (old_values, returns)
+        if token_kl is not None:
             batch = dataclasses.replace(batch, advantages=batch.advantages + kl_penalty_to_go(token_kl, batch.loss_mask, self.algo.kl_coef))
-        kl_in_loss = ref_logprobs is not None and not self.algo.kl_in_reward
-        needed = self._rows_with_gradient(batch, kl_in_loss)
-        sums = dict(loss=0.0, policy_loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, grad_norm=0.0, tis_clip_frac=0.0,
-                    value_loss=0.0, value_clip_frac=0.0, seen_weight=0.0, seen_tokens=0.0)
-        seen_old = torch.zeros_like(batch.sample_logprobs)  # the learner's old logprobs, for the mismatch metrics
-        seen_rows = torch.zeros(len(batch), dtype=torch.bool)  # rows whose forward ran (epoch 0)
-        n_steps = 0
-        for epoch in range(self.algo.epochs):
-            perm = torch.randperm(len(batch), generator=self.generator)
-            for mb_idx in perm.chunk(self.algo.minibatches):
-                mb_mask = batch.loss_mask[mb_idx]  # the minibatch's aggregate is over all its rows, computed or not
-                rows = mb_idx[needed[mb_idx]]
-                if len(rows) == 0:  # nothing to learn here: one zero-gradient row, so that AdamW steps on
-                    rows = mb_idx[:1]  # zero gradients (not on none) and every FSDP rank runs a pass
-                if epoch == 0:
-                    seen_rows[rows] = True
-                self.optimizer.zero_grad(set_to_none=True)
-                for idx, real in self._rank_micro_batches(batch, rows):  # real=0: a rank's padding
-                    micro = batch.select(idx)
-                    with self._autocast():
-                        logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
-                    old = logp.detach() if old_logprobs is None else old_logprobs[idx]
-                    if epoch == 0 and real:
-                        seen_old[idx] = old
-                    advantages = micro.advantages
-                    token_share = part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
-                    sums["seen_tokens"] += token_share
-                    if self.algo.tis_cap is not None:  # correct for sampling with vLLM's slightly different policy
-                        tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
-                        advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
-                        sums["tis_clip_frac"] += tis_stats["tis_clip_frac"].item() * token_share
-                    pg_loss, pg_stats = self.policy_loss(
-                        logp, old, advantages, micro.loss_mask,
-                        self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
-                    )
-                    loss = pg_loss
-                    if self.algo.entropy_coef:
-                        loss = loss + entropy_bonus(entropy, micro.loss_mask, self.algo.entropy_coef, self.agg)
-                    kl = torch.zeros(())
-                    if kl_in_loss:
-                        kl = aggregate(self.kl_fn(logp, ref_logprobs[idx]), micro.loss_mask, self.agg)
-                        loss = loss + self.algo.kl_coef * kl
-                    self._check_finite(loss, "RL update")
-                    # micro-batches add up to the minibatch's aggregate, whatever the mode
-                    weight = part_weight(micro.loss_mask, mb_mask, self.agg) * real
-                    (loss * weight).backward()
-                    w = weight.item()
-                    sums["loss"] += loss.item() * w
-                    sums["policy_loss"] += pg_loss.item() * w
-                    sums["kl"] += kl.item() * w
-                    sums["clip_frac"] += pg_stats["clip_frac"].item() * w
-                    sums["entropy"] += masked_mean(entropy.detach(), micro.loss_mask).item() * w
-                    sums["seen_weight"] += w
-                grad_norm = self._clip_grads(self.model.parameters(), self.optim_cfg.grad_clip)
-                self._check_finite(grad_norm, "RL update (gradient norm)")
-                self.optimizer.step()
-                sums["grad_norm"] += grad_norm.item()
-                if self.critic is not None:
-                    value_loss, value_clip = self._critic_step(batch, mb_idx, old_values, returns)
-                    sums["value_loss"] += value_loss
-                    sums["value_clip_frac"] += value_clip
-                n_steps += 1
-        self.scheduler.step()
-        sums, seen_old = self._reduce_stats(sums, seen_old)
+        return batch, ()
+
+    @staticmethod
+    def _minibatch_rows(mb_idx: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+        """The rows of a minibatch that run forward and backward: those with a gradient, else
+        one zero-gradient row, so that AdamW steps on zero gradients (not on none) and every
+        FSDP rank runs a pass."""
+        rows = mb_idx[needed[mb_idx]]
+        return rows if len(rows) else mb_idx[:1]
+
+    def _micro_step(self, batch: Batch, idx: torch.Tensor, real: float, mb_mask: torch.Tensor,
+                    old_logprobs: torch.Tensor | None, kl_ref: torch.Tensor | None, temperature: float) -> tuple[torch.Tensor, MicroStats]:
+        """Forward, loss and backward of micro-batch `idx` (rows of `batch`) in a minibatch whose
+        loss mask is `mb_mask`: the policy loss on the advantages (times the truncated IS weights
+        under algo.tis_cap), minus the entropy bonus, plus kl_coef * KL to `kl_ref` when given.
+        The loss is weighted by the micro-batch's share of the minibatch's aggregate (times
+        `real`: 0 for a rank's padding), so the micro-batches' gradients add up to the
+        minibatch's. Returns the old logprobs it used (rows idx) and its statistics."""
+        micro = batch.select(idx)
+        with self._autocast():
+            logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
+        old = logp.detach() if old_logprobs is None else old_logprobs[idx]
+        advantages, tis_clip_frac = micro.advantages, None
+        token_share = part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
+        if self.algo.tis_cap is not None:  # correct for sampling with vLLM's slightly different policy
+            tis_w, tis_stats = truncated_is_weights(old, micro.sample_logprobs, micro.loss_mask, self.algo.tis_cap)
+            advantages = advantages * tis_w  # w > 0 commutes with PPO's min/clip
+            tis_clip_frac = tis_stats["tis_clip_frac"].item()
+        pg_loss, pg_stats = self.policy_loss(
+            logp, old, advantages, micro.loss_mask,
+            self.algo.clip_low, self.algo.clip_high, self.algo.dual_clip, self.agg,
+        )
+        loss = pg_loss
+        if self.algo.entropy_coef:
+            loss = loss + entropy_bonus(entropy, micro.loss_mask, self.algo.entropy_coef, self.agg)
+        kl = torch.zeros(())
+        if kl_ref is not None:
+            kl = aggregate(self.kl_fn(logp, kl_ref[idx]), micro.loss_mask, self.agg)
+            loss = loss + self.algo.kl_coef * kl
+        self._check_finite(loss, "RL update")
+        # micro-batches add up to the minibatch's aggregate, whatever the mode
+        weight = part_weight(micro.loss_mask, mb_mask, self.agg) * real
+        (loss * weight).backward()
+        return old, MicroStats(
+            weight=weight.item(), token_share=token_share, loss=loss.item(), policy_loss=pg_loss.item(), kl=kl.item(),
+            clip_frac=pg_stats["clip_frac"].item(), entropy=masked_mean(entropy.detach(), micro.loss_mask).item(),
+            tis_clip_frac=tis_clip_frac,
+        )
+
+    def _update_stats(self, sums: UpdateSums, batch: Batch, seen_old: torch.Tensor, seen_rows: torch.Tensor) -> UpdateStats:
+        """The update's UpdateStats: the ranks' shares of the sums and of the old logprobs
+        `seen_old` added up (_reduce_stats), and the mismatch metrics of those old logprobs
+        against the sampler's over the rows whose forward ran (`seen_rows`)."""
+        totals, seen_old = self._reduce_stats(sums.shares(), seen_old)
         seen_mask = batch.loss_mask * seen_rows[:, None].to(batch.loss_mask.device)
         mismatch = {k: v.item() for k, v in mismatch_stats(seen_old, batch.sample_logprobs, seen_mask).items()}
-        # clip fraction, entropy and the TIS clip fraction: means over the rows whose forward ran
-        # (all of them unless rows were skipped); loss and KL: the minibatch aggregates
-        per_seen = lambda key, weight: sums[key] / sums[weight] if sums[weight] > 0 else 0.0  # noqa: E731
-        return UpdateStats(
-            loss=sums["loss"] / n_steps,
-            policy_loss=sums["policy_loss"] / n_steps,
-            kl=sums["kl"] / n_steps,
-            clip_frac=per_seen("clip_frac", "seen_weight"),
-            entropy=per_seen("entropy", "seen_weight"),
-            grad_norm=sums["grad_norm"] / n_steps,
+        return dataclasses.replace(sums, **totals).update_stats(
             lr=self.scheduler.get_last_lr()[0],
             tokens=int(batch.loss_mask.sum().item()),
-            mismatch_logprob_diff=mismatch["logprob_diff_mean"],
-            mismatch_logprob_diff_max=mismatch["logprob_diff_max"],
-            mismatch_kl=mismatch["kl"],
-            is_ratio_mean=mismatch["is_ratio_mean"],
-            is_ratio_min=mismatch["is_ratio_min"],
-            is_ratio_max=mismatch["is_ratio_max"],
-            tis_clip_frac=per_seen("tis_clip_frac", "seen_tokens"),
+            mismatch=mismatch,
             skipped_rows=1.0 - seen_rows.float().mean().item(),
-            value_loss=sums["value_loss"] / n_steps,
-            value_clip_frac=sums["value_clip_frac"] / n_steps,
         )
 
     def _values(self, batch: Batch) -> torch.Tensor:
@@ -361,14 +459,15 @@ class Learner:
         return loss_sum, clip_sum
 
     def _rows_with_gradient(self, batch: Batch, kl_in_loss: bool) -> torch.Tensor:
-        """(B,) bool: the rows the update must run forward and backward. With PPO-clip or GSPO,
-        no entropy bonus and no KL loss term, every term of a row's loss is multiplied by its
+        """(B,) bool: the rows the update must run forward and backward. With a policy loss that
+        declares zero_advantage_rows_add_nothing (rlreason.algos.declares: PPO-clip, GSPO), no
+        entropy bonus and no KL loss term, every term of a row's loss is multiplied by its
         advantage, so a row whose advantages are all zero (a group whose samples all got the same
         reward) adds exactly zero to the gradient: it is skipped (optim.skip_zero_advantage).
         Otherwise, every row."""
         exact = (
             self.optim_cfg.skip_zero_advantage
-            and self.algo.policy_loss in ("ppo_clip", "gspo")
+            and getattr(self.policy_loss, "zero_advantage_rows_add_nothing", False)
             and not self.algo.entropy_coef
             and not kl_in_loss
         )
@@ -444,23 +543,16 @@ class Learner:
 
     def weight_buckets(self, bucket_mb: float):
         """The tensors of weights(), in state-dict order, as lists of (name, tensor) of about
-        `bucket_mb` MiB each (a bigger tensor travels alone): a transport sends one bucket at a
-        time, so no process holds a second full copy of the model. A generator: Ray streams it."""
-        limit, bucket, size = bucket_mb * 2**20, [], 0
-        for name, value in self.model.state_dict().items():
-            tensor = value.detach().to("cpu", copy=True)
-            if bucket and size + tensor.nbytes > limit:
-                yield bucket
-                bucket, size = [], 0
-            bucket.append((name, tensor))
-            size += tensor.nbytes
-        if bucket:
-            yield bucket
+        `bucket_mb` MiB each (rlreason.weight_transfer.state_dict_buckets): the object-store sync
+        sends one bucket at a time. A generator: Ray streams it."""
+        from rlreason.weight_transfer import state_dict_buckets
+
+        yield from state_dict_buckets(((k, v.detach().to("cpu", copy=True)) for k, v in self.model.state_dict().items()), bucket_mb)
 
     def open_weight_sender(self, backend: str, engines: list, rank: int, timeout_s: float) -> None:
         """Join a collective weight-transfer group with the rollout `engines` (actor handles):
-        rank 0 sends, other ranks only gather (rlreason.cluster.collective)."""
-        from rlreason.cluster.collective import open_sender
+        rank 0 sends, other ranks only gather (rlreason.weight_transfer)."""
+        from rlreason.weight_transfer import open_sender
 
         self._sender = open_sender(backend, self.model, engines, rank, timeout_s)
 

@@ -18,7 +18,7 @@ Three layers, each a plain function or a small class:
    process that unpickles it, so a reward can be shipped to a Ray actor).
 
 Every rejection and timeout is counted: `MathReward.stats()` / `math_reward_stats()` return
-{reason: count}, so the loop can log reward/timeouts and friends.
+{reason: count}; the loop logs each step's timeouts as reward/timeouts.
 """
 
 from __future__ import annotations
@@ -535,7 +535,10 @@ def shared_verifier(timeout_s: float = 3.0, workers: int | None = None, memory_m
         return v
 
 
-@dataclass
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # every MathReward of this process (math_reward_stats)
+
+
+@dataclass(eq=False)  # compared and hashed by identity: kept in a WeakSet
 class MathReward:
     """A configured math reward: fn(prompt, completion, answer) -> 1.0 or 0.0.
 
@@ -554,6 +557,7 @@ class MathReward:
             raise ValueError(f"unknown extractor {self.extractor!r}; use one of {sorted(EXTRACTORS)}")
         self._outcomes: Counter = Counter()
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     @property
     def __name__(self) -> str:  # for error messages that name the reward
@@ -606,8 +610,12 @@ def math_reward(prompt: str, completion: str, answer) -> float:
 
 
 def math_reward_stats() -> dict[str, int]:
-    """Outcome counts of the default `math_reward` in this process."""
-    return _DEFAULT.stats()
+    """Outcome counts of every MathReward in this process (the default `math_reward` and those
+    of make_math_reward), summed: the loop logs the timeouts of each step as reward/timeouts."""
+    total: Counter = Counter()
+    for reward in list(_LIVE):
+        total.update(reward.stats())
+    return dict(total)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class VLLMEngine:
         enforce_eager: bool | None = None,
     ):
         """`weight_transfer`: a vLLM weight-transfer backend ('nccl', 'gloo': see
-        rlreason.cluster.collective) to receive weights from the learner by broadcast; None =
+        rlreason.weight_transfer) to receive weights from the learner by broadcast; None =
         weights arrive through load_weights only. `sleep_mode`: build the engine so that
         sleep() can free its GPU memory (vLLM's sleep mode; GPU platforms only). `enforce_eager`:
         vLLM's own switch; None = eager on CPU (an engine starts in seconds), compiled (torch.compile
@@ -58,7 +58,7 @@ class VLLMEngine:
         if weight_transfer:
             from vllm.config import WeightTransferConfig
 
-            from rlreason.cluster.collective import register_engine_backend
+            from rlreason.weight_transfer import register_engine_backend
 
             register_engine_backend(weight_transfer)
             extra["weight_transfer_config"] = WeightTransferConfig(backend=weight_transfer)
@@ -135,20 +135,19 @@ class VLLMEngine:
                 yield [(index[out.request_id], group) for out, group in zip(finished, self._groups(finished))]
 
     def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
-        """Load `weights` and serve them as policy `version`. A `Delivered` handle: a collective
-        transport already broadcast them into this engine (update_weights); only the version moves."""
-        from rlreason.cluster.transport import Delivered
-
-        if isinstance(weights, Delivered):
-            self.llm.reset_prefix_cache()
-            self.version = version
-            return version
+        """Load `weights` (a state dict, or (name, tensor) pairs: e.g. buckets fetched one at a
+        time) and serve them as policy `version`."""
         items = weights.items() if isinstance(weights, dict) else weights
         # In-process engine core: vLLM consumes the iterator right here, so a lazy one (e.g.
         # bucket by bucket from the object store) works. A separate core process pickles the
         # kwargs, and a generator does not pickle: materialize the list there.
         in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items) if in_process else iter(list(items))})
+        return self.serve_version(version)
+
+    def serve_version(self, version: int) -> int:
+        """The weights of `version` are in (loaded here, or received by broadcast through
+        update_weights): drop every KV block computed under the old ones and serve them."""
         self.llm.reset_prefix_cache()
         self.version = version
         return version
@@ -165,7 +164,7 @@ class VLLMEngine:
             self.llm.wake_up()
             self.asleep = False
 
-    # ---- vLLM's weight-transfer control plane (rlreason.cluster.collective drives it) ----
+    # ---- vLLM's weight-transfer control plane (rlreason.weight_transfer drives it) ----
     def init_weight_transfer_engine(self, init_info: dict) -> None:
         self.llm.collective_rpc("init_weight_transfer_engine", args=(init_info,))
 

@@ -1,6 +1,12 @@
-"""Collective weight sync: learner rank 0 broadcasts every tensor to every rollout engine.
+"""Moving weights out of a learner and into vLLM engines: the adapter below both `learner/` and
+`rollout/` (neither imports `cluster/`; the sync objects in rlreason.sync and
+rlreason.cluster.sync drive what is here).
 
-This is vLLM's own weight-transfer API (vllm.distributed.weight_transfer), not a copy of it:
+- `state_dict_buckets`: a state dict as buckets of about N MiB (the object-store transport).
+- `free_address`: this node's IP and a free port (the rendezvous of a process group).
+- The collective transport: learner rank 0 broadcasts every tensor to every rollout engine.
+
+The collective transport is vLLM's own weight-transfer API (vllm.distributed.weight_transfer), not a copy of it:
 
 - the engines are built with `weight_transfer_config` (VLLMEngine's `weight_transfer`), and
   expose the worker's control plane (init_weight_transfer_engine, start_weight_update,
@@ -20,7 +26,7 @@ Backends:
 vLLM's trainer engine gives a data-parallel deployment one rank offset; rlreason's rollout
 workers are N independent engines, so `EngineClient` gives worker k the ranks after worker
 k-1's (1 + k * tensor_parallel_size ...). A group cannot take a new member: a replaced
-rollout worker is an error with this transport (see RolloutPool._replace).
+rollout worker is an error with this transport (see rlreason.cluster.pool.RolloutPool._replace).
 """
 
 from __future__ import annotations
@@ -31,6 +37,38 @@ from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
+
+def free_address() -> tuple[str, int]:
+    """This node's IP and a free TCP port: where rank 0 listens for a process group."""
+    import socket
+
+    try:
+        import ray
+
+        host = ray.util.get_node_ip_address()
+    except Exception:  # not in Ray
+        host = "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return host, s.getsockname()[1]
+
+
+def state_dict_buckets(tensors: Iterator[tuple[str, torch.Tensor]], bucket_mb: float):
+    """(name, tensor) pairs, in order, as lists of about `bucket_mb` MiB each (a bigger tensor
+    travels alone): a transport sends one bucket at a time, so no process holds a second full
+    copy of the model. Pairs whose tensor is None (another rank's share) are passed over."""
+    limit, bucket, size = bucket_mb * 2**20, [], 0
+    for name, tensor in tensors:
+        if tensor is None:
+            continue
+        if bucket and size + tensor.nbytes > limit:
+            yield bucket
+            bucket, size = [], 0
+        bucket.append((name, tensor))
+        size += tensor.nbytes
+    if bucket:
+        yield bucket
+
 
 def _vllm_weight_transfer():
     from vllm.distributed.weight_transfer import base, nccl_engine
@@ -87,8 +125,6 @@ def open_sender(backend: str, model: torch.nn.Module, engines: list, rank: int, 
     """The trainer side of one transfer group: rank 0 opens it on its node (every engine joins at
     once); other learner ranks (FSDP2) are not in it and only take part in each tensor's gather.
     Returns vLLM's trainer engine: call `send_weights()` on every learner rank to sync."""
-    from rlreason.learner.fsdp import free_address
-
     _, nccl_engine = _vllm_weight_transfer()
     address = free_address() if rank == 0 else ("", 0)
     cls = nccl_engine.NCCLTrainerWeightTransferEngine if backend == "nccl" else GlooTrainer()

@@ -1,5 +1,6 @@
-"""Job entry: resolve the model, prepare or resume the run directory, start the Ray workers,
-run the loop, and stop cleanly on SIGTERM / SIGINT."""
+"""The training entry (`rlreason train`, and a Ray job's driver): prepare or resume the run
+directory, resolve the model and the rewards once, build the placement (Ray), run the loop,
+and stop cleanly on SIGTERM / SIGINT. Only `train` touches Ray, through rlreason.cluster."""
 
 from __future__ import annotations
 
@@ -92,24 +93,28 @@ def train(cfg: Config, resume: str | None = None) -> dict:
     else:
         prepare_run_dir(cfg, fresh_ok=resume == "auto")
 
+    from rlreason.evaluate import eval_specs
     from rlreason.rewards import prepare_rewards
 
-    prepare_rewards(cfg.reward, cfg.scoring.unsafe_code)  # e.g. no sandbox for a code reward: refuse before any work
+    # e.g. no sandbox for a code reward: refuse before any work (the training, eval and eval sets' rewards)
+    specs = [cfg.reward, cfg.eval.reward, *(spec.reward for spec in eval_specs(cfg))]
+    prepare_rewards(" + ".join(s for s in specs if s), cfg.scoring.unsafe_code)
 
     import ray
 
-    from rlreason.cluster.pool import build_placement
-    from rlreason.cluster.ray_workers import connect
-    from rlreason.data.tiny_model import resolve_model
-    from rlreason.loop import run
+    from rlreason.cluster.actors import connect
+    from rlreason.cluster.placement import build_placement
+    from rlreason.loop import resolve_inputs, run
+    from rlreason.models import resolve_model
 
     model_path = resolve_model(cfg.model)
     log.info("model: %s; run dir: %s%s", model_path, run_dir, f"; resuming {ckpt}" if ckpt else "")
     connect(cfg)
     try:
         with StopFlag() as stop:  # after ray.init, which installs a SIGTERM handler of its own
-            engine, learner = build_placement(cfg, model_path)  # ray.placement: split or colocated
-            result = run(cfg, engine, learner, run_dir, resume=ckpt, should_stop=stop)
+            engine, learner, sync = build_placement(cfg, model_path)  # ray.placement: split or colocated; ray.transport
+            inputs = resolve_inputs(cfg, model_path)  # while the actors start
+            result = run(cfg, engine, learner, sync, run_dir, resume=ckpt, should_stop=stop, inputs=inputs)
     finally:
         ray.shutdown()
     if stop.signum is not None:

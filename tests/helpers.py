@@ -1,0 +1,95 @@
+"""What several test modules share: fixed tokens, comparisons, test configs, a recording engine,
+and placements that free their Ray resources when a test is done with them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from rlreason.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+IDS = [6, 7, 10, 75, 8, 11, 9, 84, 10, 75, 9, 75, 3, 83, 4, 6, 81]  # fixed tokens: "347+586>7+6+0=13;4+"
+PROMPTS = ["347+586>", "12+34>", "905+17>", "1+2>", "66+66>"]  # 5: uneven shards over 2 workers
+ADV = [[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]  # advantages for 2 prompts x 4 samples
+
+# A short real run: an untrained model gets mixed groups from the parity reward
+SHORT_RUN = [
+    "warm_start.enabled=false", "reward=tests.plugins:parity_reward", "rollout.prompts_per_step=4",
+    "rollout.group_size=4", "eval.size=8", "optim.lr=1e-2", "optim.warmup_steps=1",
+]
+
+
+def max_diff(a, b) -> float:
+    assert len(a) == len(b)
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+def make_config(model_cfg, *overrides, recipe: str | None = None):
+    """A config over the session's tiny model (and a recipe of recipes/ by name), 1 GiB of KV cache."""
+    path = ROOT / "recipes" / f"{recipe}.yaml" if recipe else None
+    return load_config(path, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", *overrides])
+
+
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def engine_state(engine):
+    """Run inside an engine actor: the vLLM model's parameters (vLLM's own names), on CPU."""
+    return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]
+
+
+def held_weight_dtypes(state) -> set:
+    """The dtypes of the weight matrices and vectors an engine still holds. vLLM-CPU repacks bf16
+    linear weights for oneDNN on CPUs with AVX512-BF16 (an empty tensor is left in the
+    parameter), and on CPUs with AMX it also keeps the qkv bias in float32 for that kernel."""
+    return {v.dtype for k, v in state.items() if k.endswith(".weight") and v.numel()}
+
+
+class Recording:
+    """Delegates to the real engine and records what the loop asked of it, in order: each
+    generate (prompts, seed, texts and versions) and, through `sync`, each push."""
+
+    def __init__(self, engine, log):
+        self.engine, self.log = engine, log
+
+    def generate(self, prompts, n, temperature, top_p, max_tokens, seed):
+        groups = self.engine.generate(prompts, n, temperature, top_p, max_tokens, seed)
+        self.log.append(("generate", list(prompts), seed, [[(s.text, s.version) for s in g] for g in groups]))
+        return groups
+
+    def sync(self, sync):
+        """`sync`, its pushes recorded in this log as ('push', version)."""
+        push, log = sync._push, self.log
+
+        def recorded(version):
+            log.append(("push", version))
+            return push(version)
+
+        sync._push = recorded
+        return sync
+
+
+@contextlib.contextmanager
+def placed(cfg, model_path):
+    """build_placement(cfg, model_path) -> (engine, learner, sync); on exit every actor is killed
+    and every placement group removed, so the session's Ray cluster is free for the next test."""
+    from rlreason.cluster.placement import build_placement
+
+    engine, learner, sync = build_placement(cfg, str(model_path))
+    try:
+        yield engine, learner, sync
+    finally:
+        free(engine, learner)
+
+
+def free(*parts) -> None:
+    """Shut down rollout pools and learners: their actors killed, their placement groups removed
+    (a colocated engine goes with its learner, which holds the one actor and group)."""
+    for part in parts:
+        if hasattr(part, "shutdown"):
+            part.shutdown()
