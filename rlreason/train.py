@@ -103,20 +103,24 @@ def train(cfg: Config, resume: str | None = None) -> dict:
     import ray
 
     from rlreason.cluster.actors import connect
-    from rlreason.cluster.placement import build_placement
+    from rlreason.cluster.placement import build_placement, shutdown_placement
     from rlreason.loop import resolve_inputs, run
     from rlreason.models import resolve_model
 
     model_path = resolve_model(cfg.model)
     log.info("model: %s; run dir: %s%s", model_path, run_dir, f"; resuming {ckpt}" if ckpt else "")
-    connect(cfg)
+    started = connect(cfg)  # False: this process was connected already (a notebook, a test), and stays so
     try:
         with StopFlag() as stop:  # after ray.init, which installs a SIGTERM handler of its own
             engine, learner, sync = build_placement(cfg, model_path)  # ray.placement: split or colocated; ray.transport
-            inputs = resolve_inputs(cfg, model_path)  # while the actors start
-            result = run(cfg, engine, learner, sync, run_dir, resume=ckpt, should_stop=stop, inputs=inputs)
+            try:
+                inputs = resolve_inputs(cfg, model_path)  # while the actors start
+                result = run(cfg, engine, learner, sync, run_dir, resume=ckpt, should_stop=stop, inputs=inputs)
+            finally:
+                shutdown_placement(engine, learner)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     if stop.signum is not None:
         result["signal"] = stop.signum
     return result

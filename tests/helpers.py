@@ -78,18 +78,70 @@ class Recording:
 def placed(cfg, model_path):
     """build_placement(cfg, model_path) -> (engine, learner, sync); on exit every actor is killed
     and every placement group removed, so the session's Ray cluster is free for the next test."""
-    from rlreason.cluster.placement import build_placement
+    from rlreason.cluster.placement import build_placement, shutdown_placement
 
     engine, learner, sync = build_placement(cfg, str(model_path))
     try:
         yield engine, learner, sync
     finally:
-        free(engine, learner)
+        shutdown_placement(engine, learner)
 
 
 def free(*parts) -> None:
-    """Shut down rollout pools and learners: their actors killed, their placement groups removed
-    (a colocated engine goes with its learner, which holds the one actor and group)."""
+    """Shut down rollout pools and learners: their actors killed, their placement groups removed."""
     for part in parts:
-        if hasattr(part, "shutdown"):
-            part.shutdown()
+        part.shutdown()
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """A .jsonl data set file of `rows`."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def addition_rows(n: int) -> list[dict]:
+    """n addition problems as data set rows: question q, gold answer, worked solution."""
+    import random
+
+    from rlreason.data.addition import scratchpad
+
+    rng = random.Random(0)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(100, 999), rng.randint(100, 999)
+        rows.append({"q": f"{a}+{b}>", "gold": str(a + b), "work": scratchpad(a, b, 3)})
+    return rows
+
+
+def mixed_groups_batch(advantages):
+    """Three groups of two samples, of different lengths; `advantages` (3, 2)."""
+    import torch
+
+    from rlreason.learner.batch import make_batch
+    from rlreason.types import Sample
+
+    def sample(completion, logprob):
+        return Sample([10, 11, 12], completion, "", [logprob] * len(completion), "stop", 0)
+
+    groups = [
+        [sample([13, 14, 2], -1.0), sample([15, 2], -1.0)],
+        [sample([16, 17, 18, 2], -30.0), sample([19, 2], -30.0)],  # far from the learner's ~-4.6
+        [sample([13, 2], -1.5), sample([14, 15, 2], -1.5)],
+    ]
+    return make_batch(groups, torch.tensor(advantages), pad_id=0)
+
+
+def assert_same_weights(a: dict, b: dict, start: dict, rel=1e-3, worst=1e-3):
+    """Weights `a` and `b`, both trained from `start`, made the same update: the difference of the
+    two updates is within `rel` of the update's norm, and no single weight differs by `worst` or
+    more (None: not checked). Adam divides by sqrt(v), so float noise in a near-zero gradient moves
+    single weights by a fair part of lr: one process with micro-batches of 1 vs 8 rows ends these
+    updates ~1e-5 apart in this norm, up to 5e-5 in one weight; 2 ranks vs 1 process, 7e-5 and
+    7e-4 after two updates on an AMX host (its kernels sum in another order)."""
+    assert a.keys() == b.keys() == start.keys()
+    diff = sum(((a[k] - b[k]).double() ** 2).sum() for k in a).sqrt()
+    update = sum(((b[k] - start[k]).double() ** 2).sum() for k in a).sqrt()
+    assert update > 0 and diff / update < rel, f"updates differ by {diff / update:.2e} of their norm"
+    if worst is not None:
+        most = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert most < worst, f"one weight differs by {most}"

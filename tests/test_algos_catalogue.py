@@ -228,7 +228,7 @@ def test_the_learner_skips_zero_advantage_rows_only_for_a_loss_that_declares_it(
     from rlreason.algos import declares
     from rlreason.config import AlgoConfig, OptimConfig
     from rlreason.learner.policy import Learner
-    from tests.test_learner import mixed_groups_batch
+    from tests.helpers import mixed_groups_batch
 
     def plain(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, dual_clip=None, agg="token_mean"):
         return ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, agg)

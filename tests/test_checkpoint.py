@@ -215,7 +215,7 @@ def test_reference_identity_is_checked(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_during_saves(tiny_model_dir, tmp_path):
-    """20 times: kill -9 a process that saves full checkpoints back to back (keep_last=1), at a
+    """12 times: kill -9 a process that saves full checkpoints back to back (keep_last=1), at a
     random moment. Every time the newest complete checkpoint is there, loads, has a contiguous
     metrics history, and the step never goes backwards; the next process resumes from it."""
     import random
@@ -228,7 +228,7 @@ def test_kill_9_at_random_moments_during_saves(tiny_model_dir, tmp_path):
     path, _ = tiny_model_dir
     rng = random.Random(0)
     last, mid_save = 0, 0
-    for _ in range(20):
+    for _ in range(12):
         proc = subprocess.Popen([sys.executable, str(saver), str(path), str(tmp_path)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == f"resumed {last}"  # --resume auto semantics: the newest complete one
         assert proc.stdout.readline().startswith("saved")
@@ -243,8 +243,8 @@ def test_kill_9_at_random_moments_during_saves(tiny_model_dir, tmp_path):
         assert step >= last + 1  # never backwards, and each process saved at least once
         assert [r["step"] for r in read_metrics(ckpt / "metrics.jsonl")] == list(range(1, step + 1))
         last = step
-    print(f"20 kills, {mid_save} inside a save or a deletion; last step {last}")
-    assert mid_save >= 5  # most kills land inside a save: saves run back to back
+    print(f"12 kills, {mid_save} inside a save or a deletion; last step {last}")
+    assert mid_save >= 3  # most kills land inside a save: saves run back to back
 
 
 def test_stop_flag_first_signal_asks_second_exits_at_once(tmp_path):

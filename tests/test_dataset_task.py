@@ -2,7 +2,6 @@
 finite-task held-out split and epoch stream, and `rlreason train --dry-run` on the real recipes."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,10 @@ from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.rewards import resolve_reward
 from rlreason.rewards.countdown import answer_format_reward, countdown_reward, evaluate_equation
 from rlreason.types import Problem
+from tests.helpers import addition_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = '{"target": 24, "nums": [3, 4, 6, 1]}'
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 # --- countdown reward: hand-checked equations ---------------------------------------------
@@ -122,17 +117,6 @@ def test_mbpp_rows_score_their_reference_in_the_sandbox(tmp_path):
 
 
 # --- the finite task: held-out sample, epochs, warm start from solutions -------------------
-
-def addition_rows(n: int) -> list[dict]:
-    from rlreason.data.addition import scratchpad
-
-    rng = random.Random(0)
-    rows = []
-    for _ in range(n):
-        a, b = rng.randint(100, 999), rng.randint(100, 999)
-        rows.append({"q": f"{a}+{b}>", "gold": str(a + b), "work": scratchpad(a, b, 3)})
-    return rows
-
 
 def test_finite_task_holds_out_a_sample_and_streams_the_rest_in_epochs():
     task = DatasetTask([Problem(f"p{i}", str(i), {"row": i}) for i in range(30)], "toy")

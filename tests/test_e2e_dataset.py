@@ -6,18 +6,26 @@ import json
 import pytest
 
 from rlreason.config import load_config
-from tests.test_dataset_task import addition_rows, write_jsonl
+from tests.helpers import addition_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
 
 
-def test_train_on_a_data_file(tiny_model_dir, tmp_path):
+def live_groups(ray) -> set:
+    """Ids of the placement groups that hold resources now."""
+    return {k for k, pg in ray.util.placement_group_table().items() if pg["state"] == "CREATED"}
+
+
+def test_train_on_a_data_file(ray_cluster, tiny_model_dir, tmp_path):
+    """rlreason.train.train in this process, on the session's Ray cluster (it leaves a cluster it
+    did not start running, and frees its actors)."""
     from rlreason.train import train
 
+    groups_before = live_groups(ray_cluster)
     rows = addition_rows(20)
     path = write_jsonl(tmp_path / "add.jsonl", rows)
     cfg = load_config(None, [
-        f"model.cache_dir={tiny_model_dir[1].cache_dir}", f"run_dir={tmp_path / 'run'}", "ray.num_cpus=4",
+        f"model.cache_dir={tiny_model_dir[1].cache_dir}", f"run_dir={tmp_path / 'run'}",
         "task.name=dataset", f"task.dataset.source={path}", "task.dataset.question=q", "task.dataset.answer=gold",
         "task.dataset.solution=work", "task.dataset.template=raw",
         "task.heldout_size=4", "eval.size=4", "eval.every=0",
@@ -36,3 +44,4 @@ def test_train_on_a_data_file(tiny_model_dir, tmp_path):
     state = json.loads((tmp_path / "run" / "checkpoints" / "step_000005" / "trainer_state.json").read_text())
     assert state["stream"] == {"epoch": 1, "position": 4}
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+    assert ray_cluster.is_initialized() and live_groups(ray_cluster) == groups_before  # its learner and engine freed

@@ -158,10 +158,8 @@ def test_compiled_engine_on_cpu_samples_and_syncs_like_an_eager_one(engine, tiny
     compiled engine samples what the eager one does for the same seeds."""
     import ray
 
-    from rlreason.cluster.actors import learner_kwargs
     from rlreason.cluster.placement import build_pool
     from rlreason.learner.batch import make_batch
-    from rlreason.learner.policy import Learner
     from rlreason.sync import DirectSync
 
     path, model_cfg = tiny_model_dir

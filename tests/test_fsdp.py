@@ -13,6 +13,7 @@ from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig, load_confi
 from rlreason.learner.batch import make_batch
 from rlreason.learner.policy import Learner
 from rlreason.types import Sample
+from tests.helpers import assert_same_weights
 
 STATS = ("loss", "policy_loss", "kl", "clip_frac", "entropy", "grad_norm", "lr", "tokens", "mismatch_logprob_diff",
          "mismatch_kl", "is_ratio_max", "tis_clip_frac", "skipped_rows")
@@ -32,22 +33,6 @@ def assert_same_stats(a, b, rel=1e-5):
         # relative, so these get 1e-4; with rel=1e-4 (bf16, four updates: 5e-4 seen), 10x rel
         tol = max(1e-4, 10 * rel) if k in ("is_ratio_max", "mismatch_kl") else rel
         assert math.isclose(x, y, rel_tol=tol, abs_tol=1e-7), f"{k}: {x} vs {y}"
-
-
-def assert_same_weights(a: dict, b: dict, start: dict, rel=1e-3, worst=1e-3):
-    """Weights `a` and `b`, both trained from `start`, made the same update: the difference of the
-    two updates is within `rel` of the update's norm, and no single weight differs by `worst` or
-    more (None: not checked). Adam divides by sqrt(v), so float noise in a near-zero gradient moves
-    single weights by a fair part of lr: one process with micro-batches of 1 vs 8 rows ends these
-    updates ~1e-5 apart in this norm, up to 5e-5 in one weight; 2 ranks vs 1 process, 7e-5 and
-    7e-4 after two updates on an AMX host (its kernels sum in another order)."""
-    assert a.keys() == b.keys() == start.keys()
-    diff = sum(((a[k] - b[k]).double() ** 2).sum() for k in a).sqrt()
-    update = sum(((b[k] - start[k]).double() ** 2).sum() for k in a).sqrt()
-    assert update > 0 and diff / update < rel, f"updates differ by {diff / update:.2e} of their norm"
-    if worst is not None:
-        most = max((a[k] - b[k]).abs().max().item() for k in a)
-        assert most < worst, f"one weight differs by {most}"
 
 
 def group_and_single(path, model_cfg, algo: AlgoConfig, optim: OptimConfig, steps=10):

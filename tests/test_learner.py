@@ -7,7 +7,7 @@ from rlreason.config import AlgoConfig, OptimConfig, WarmStartConfig
 from rlreason.learner.batch import make_batch
 from rlreason.learner.policy import Learner
 from rlreason.types import Sample
-from tests.test_fsdp import assert_same_weights
+from tests.helpers import assert_same_weights, mixed_groups_batch
 
 
 def rollout_batch(advantages):
@@ -214,19 +214,6 @@ def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_state(tiny_model_d
     state = mixed.optimizer.state[next(mixed.model.parameters())]
     assert state["exp_avg"].dtype == torch.float32 and state["exp_avg_sq"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in mixed.weights().values())
-
-
-def mixed_groups_batch(advantages):
-    """Three groups of two samples, of different lengths; `advantages` (3, 2)."""
-    def sample(completion, logprob):
-        return Sample([10, 11, 12], completion, "", [logprob] * len(completion), "stop", 0)
-
-    groups = [
-        [sample([13, 14, 2], -1.0), sample([15, 2], -1.0)],
-        [sample([16, 17, 18, 2], -30.0), sample([19, 2], -30.0)],  # far from the learner's ~-4.6
-        [sample([13, 2], -1.5), sample([14, 15, 2], -1.5)],
-    ]
-    return make_batch(groups, torch.tensor(advantages), pad_id=0)
 
 
 @pytest.mark.parametrize("loss,agg,micro,minibatches", [

@@ -228,6 +228,21 @@ def test_reward_scores_a_timeout_0_and_counts_it():
     assert r.verifier.stats()["timeouts"] == 1
 
 
+def test_process_stats_add_up_every_math_reward():
+    """math_reward_stats() (what the loop logs as reward/timeouts each step) counts the outcomes
+    of every MathReward of the process, not only the default `math_reward`'s: a run whose reward
+    is make_math_reward('gsm8k') or a data set's own extractor gets its timeouts logged too."""
+    from rlreason.rewards.math_reward import math_reward_stats
+
+    before = math_reward_stats()
+    r = MathReward(timeout_s=1.0, workers=1)
+    assert r.check("q", r"\boxed{2^{2^{100}}}", r"2^{2^{3}}") == "timeout"
+    assert r.check("q", r"\boxed{256}", r"2^{2^{3}}") == "correct"
+    after = math_reward_stats()
+    assert after.get("timeout", 0) - before.get("timeout", 0) == 1
+    assert after.get("correct", 0) - before.get("correct", 0) == 1
+
+
 # -- safe anywhere --------------------------------------------------------------------------------
 
 

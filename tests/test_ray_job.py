@@ -132,7 +132,7 @@ def wait_for_dashboard(head: Head, proc: subprocess.Popen, timeout: float = 120)
             time.sleep(1)
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+def stop_group(proc: subprocess.Popen, grace: float = 5) -> None:
     """SIGTERM to the head's process group, SIGKILL after a grace period."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
         try:
@@ -240,6 +240,7 @@ def test_ray_job_submit_stop_and_resubmit(tmp_path, tiny_model_dir, ray_head):
     # own IP) instead of starting a cluster of its own
     joined = re.search(r"Connecting to existing Ray cluster at address: [\w.-]+:(\d+)", logs)
     assert joined and joined.group(1) == ray_head.gcs_address.rsplit(":", 1)[1], logs[-3000:]
+    assert "joining Ray cluster at " in logs  # rlreason.cluster.actors.connect took the RAY_ADDRESS path
 
     # 2. the same entrypoint again, through the CLI that docs/cluster.md shows, from the
     # repository root: it resumes from the checkpoint and finishes
@@ -260,6 +261,7 @@ def test_ray_job_submit_stop_and_resubmit(tmp_path, tiny_model_dir, ray_head):
     assert metric_steps(run_dir) == list(range(STEPS + 1))  # every step logged exactly once
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[4]  # eval.every=4, across the stop
+    assert rows[0]["warm_start/loss_last"] < rows[0]["warm_start/loss_first"]  # the warm start ran in the job
     assert checkpoint.checkpoint_step(checkpoint.latest(run_dir / "checkpoints")) == STEPS
     resolved = load_config(run_dir / "config.yaml")
     assert resolved.steps == STEPS and resolved.run_dir == str(run_dir)

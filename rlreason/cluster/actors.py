@@ -21,10 +21,11 @@ from rlreason.config import Config
 log = logging.getLogger(__name__)
 
 
-def connect(cfg: Config) -> None:
-    """Join RAY_ADDRESS (or ray.address) when given, else start a local cluster."""
+def connect(cfg: Config) -> bool:
+    """Join RAY_ADDRESS (or ray.address) when given, else start a local cluster. Returns whether
+    it did either: False when this process is already connected (its owner shuts Ray down)."""
     if ray.is_initialized():
-        return
+        return False
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("joining Ray cluster at %s", address)
@@ -32,6 +33,7 @@ def connect(cfg: Config) -> None:
     else:
         # address="local": always a fresh local cluster, never a stale one found on disk
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+    return True
 
 
 def node_threads(cfg: Config, sharers: int = 1) -> int:

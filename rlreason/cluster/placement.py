@@ -82,3 +82,11 @@ def build_placement(cfg: Config, model_path: str):
     learner = build_learner(cfg, model_path)
     pool = build_pool(cfg, model_path)
     return pool, learner, build_sync(cfg, learner, pool)
+
+
+def shutdown_placement(engine, learner) -> None:
+    """Kill the actors of build_placement's engine and learner and free their placement groups
+    (a colocated engine's actor is the learner's)."""
+    for part in (engine, learner):
+        if hasattr(part, "shutdown"):
+            part.shutdown()
