@@ -198,12 +198,11 @@ def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
 
 def evaluate(cfg: Config, engine, inputs: Inputs) -> dict:
     """Greedy accuracy on the held-out problems (eval/accuracy) and on each of eval.datasets."""
-    t0, out = time.time(), {}
-    for es in [inputs.heldout, *inputs.eval_sets]:
-        prefix = "eval/" if es is inputs.heldout else f"eval/{es.name}/"
-        out[f"{prefix}accuracy"], out[f"{prefix}reward_errors"] = greedy_accuracy(engine, es, cfg.rollout.max_tokens, cfg.scoring.workers)
-        if es is inputs.heldout:
-            out["timing/eval"] = time.time() - t0
+    ro, workers, t0 = cfg.rollout, cfg.scoring.workers, time.time()
+    accuracy, errors = greedy_accuracy(engine, inputs.heldout, ro.max_tokens, workers)
+    out = {"eval/accuracy": accuracy, "eval/reward_errors": errors, "timing/eval": time.time() - t0}
+    for es in inputs.eval_sets:
+        out[f"eval/{es.name}/accuracy"], out[f"eval/{es.name}/reward_errors"] = greedy_accuracy(engine, es, ro.max_tokens, workers)
     return out
 
 

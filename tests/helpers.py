@@ -38,6 +38,14 @@ def read_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
+def serve_model_on_disk(engine, model_path) -> int:
+    """Put the model's own weights back into a shared engine (another test may have left its
+    own), as version 0. The full state dict: a tied lm_head.weight included."""
+    from transformers import AutoModelForCausalLM
+
+    return engine.load_weights(AutoModelForCausalLM.from_pretrained(str(model_path)).state_dict(), 0)
+
+
 def engine_state(engine):
     """Run inside an engine actor: the vLLM model's parameters (vLLM's own names), on CPU."""
     return engine.llm.apply_model(lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.named_parameters()})[0]

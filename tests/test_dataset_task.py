@@ -185,8 +185,17 @@ def statuses(checks) -> dict:
 
 @pytest.fixture
 def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network timeout
+    """Fail fast instead of retrying an unreachable hub (5 retries with backoff: ~23 s a model
+    config). huggingface_hub and datasets read the variables once, when first imported: in a
+    full pytest run another test has imported them already, so their constants are set too."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from tests.helpers import ADV, IDS, SHORT_RUN, engine_state, held_weight_dtypes, max_diff, read_rows, make_config
+from tests.helpers import ADV, IDS, SHORT_RUN, engine_state, held_weight_dtypes, make_config, max_diff, read_rows, serve_model_on_disk
 
 pytestmark = pytest.mark.slow
 
@@ -61,11 +61,12 @@ def _vllm_detokenized(engine, prompts, n, max_tokens, seed):
     return [[c.text for c in out.outputs] for out in engine.llm.generate(prompts, params, use_tqdm=False)]
 
 
-def test_texts_are_what_vllms_detokenizer_gives(engine):
+def test_texts_are_what_vllms_detokenizer_gives(engine, tiny_model_dir):
     """The engine turns vLLM's detokenizer off and decodes each completion once itself: the
     texts must equal vLLM's own, for completions that end in EOS and ones cut at max_tokens."""
     import ray
 
+    serve_model_on_disk(engine, tiny_model_dir[0])  # the untrained model: some completions stop, some run out
     prompts = ["347+586>", "12+34>", "999+1>", "7+8>"]
     groups = engine.generate(prompts, 4, 1.0, 1.0, 24, seed=5)
     assert {s.finish_reason for g in groups for s in g} == {"stop", "length"}  # both kinds are checked
@@ -252,6 +253,7 @@ def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
     from rlreason.loop import run
 
     cfg, learner, engine, sync, run_dir = workers
+    sync.push(version=0)  # the tests before this one left other weights in the shared engine
     before = learner.sequence_logprobs(IDS)
     result = run(cfg, engine, learner, sync, run_dir)
     after = learner.sequence_logprobs(IDS)
