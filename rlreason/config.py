@@ -531,6 +531,19 @@ def _validate_across(cfg: Config) -> None:
     pass_through = [name for name, fn in algos.ADVANTAGES.items() if getattr(fn, "passes_reward_through", False)]
     if cfg.critic.enabled and cfg.algo.advantage not in pass_through:
         raise ConfigError(f"key 'algo.advantage': with critic.enabled the learner computes GAE; set algo.advantage={' or '.join(pass_through)}")
+    advantage, loss = algos.ADVANTAGES[cfg.algo.advantage], algos.POLICY_LOSSES[cfg.algo.policy_loss]
+    if cfg.critic.enabled and not loss.token_level_ratio:
+        raise ConfigError(
+            f"keys 'critic.enabled' and 'algo.policy_loss': {cfg.algo.policy_loss} reads one advantage per sequence (its "
+            "first token's), so the critic's per-token GAE advantages would be cut to the first token's; use "
+            "algo.policy_loss=ppo_clip with a critic"
+        )
+    if cfg.rollout.group_size == 1 and getattr(advantage, "group_relative", False):
+        raise ConfigError(
+            f"keys 'rollout.group_size' and 'algo.advantage': {cfg.algo.advantage} compares each sample with the others of "
+            "its prompt, so with a group of 1 every advantage is 0 and nothing is learned; set rollout.group_size >= 2, "
+            "or algo.advantage=reinforce_pp (normalised over the whole batch)"
+        )
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
     if cfg.rollout.max_staleness > 0 and cfg.algo.tis_cap is None:

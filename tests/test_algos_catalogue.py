@@ -328,3 +328,61 @@ def test_kl_penalty_to_go_hand_computed():
     mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]])
     # coef 0.5: to-go sums of -0.5 * kl over completion tokens: -0.3, -0.25, -0.15
     assert torch.allclose(kl_penalty_to_go(kl, mask, 0.5), torch.tensor([[0.0, -0.3, -0.25, -0.15, 0.0]]))
+
+
+# ---- issue 24: numerics and a missing estimator ----
+
+
+def test_reinforce_pp_baseline_hand_computed():
+    """Group mean first, then the whole batch: [[1, 0], [1, 1]] -> x = [[.5, -.5], [0, 0]], batch
+    mean 0, population std sqrt((.25 + .25) / 4) = sqrt(.125): A = [[sqrt 2, -sqrt 2], [0, 0]]."""
+    from rlreason.algos import reinforce_pp_baseline_advantages
+
+    assert ADVANTAGES["reinforce_pp_baseline"] is reinforce_pp_baseline_advantages
+    a = reinforce_pp_baseline_advantages(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), 0.0)
+    assert torch.allclose(a, torch.tensor([[math.sqrt(2), -math.sqrt(2)], [0.0, 0.0]]))
+    # R: x = [[.5, -.5, -.5, .5], [.75, -.25, -.25, -.25]]; mean 0; population std of x
+    x = torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.75, -0.25, -0.25, -0.25]])
+    std = math.sqrt(sum(v * v for v in x.flatten().tolist()) / 8)
+    assert torch.allclose(reinforce_pp_baseline_advantages(R, 0.0), x / std)
+    assert torch.equal(reinforce_pp_baseline_advantages(torch.tensor([[1.0, 1.0], [0.0, 0.0]]), 1e-6), torch.zeros(2, 2))
+
+
+def test_group_relative_advantages_are_declared():
+    relative = {name for name, fn in ADVANTAGES.items() if getattr(fn, "group_relative", False)}
+    assert relative == {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"}
+    for name in relative:  # why: a group of one gets 0 everywhere
+        assert torch.equal(ADVANTAGES[name](torch.tensor([[1.0], [0.0]]), 1e-6), torch.zeros(2, 1)), name
+
+
+@pytest.mark.parametrize("loss_fn", [ppo_clip_loss, gspo_loss])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_log_ratio_of_100_gives_a_finite_loss_and_gradient(loss_fn, sign):
+    """Far off-policy tokens (log-ratio +-100, exp(100) overflows float32): the log-ratio is
+    clamped to +-20 before exp, so the loss and the gradient stay finite, for either sign of
+    the advantage."""
+    from rlreason.algos.losses import LOG_RATIO_CLAMP
+
+    assert LOG_RATIO_CLAMP == 20.0
+    for log_ratio in (100.0, -100.0):
+        lp = torch.full((2, 3), log_ratio, requires_grad=True)
+        loss, stats = loss_fn(lp, torch.zeros(2, 3), torch.full((2, 3), sign), torch.ones(2, 3))
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(lp.grad).all(), (log_ratio, loss, lp.grad)
+        assert all(torch.isfinite(v).all() for v in stats.values())
+    # inside the clamp nothing changes: exp(0.5) exactly
+    lp = torch.full((1, 2), 0.5)
+    loss, _ = ppo_clip_loss(lp, torch.zeros(1, 2), torch.full((1, 2), -1.0), torch.ones(1, 2), 0.2, 0.2)
+    assert math.isclose(loss.item(), math.exp(0.5), rel_tol=1e-6)  # -min(r * -1, 1.2 * -1) = r
+
+
+def test_whiten_uses_the_population_std():
+    """critic.whiten's decision, pinned: [1, 2, 3, 4] (the padding 9 left out) -> mean 2.5, population
+    std sqrt(1.25) (the sample std would be sqrt(5 / 3))."""
+    from rlreason.algos import whiten
+
+    values = torch.tensor([[1.0, 2.0, 9.0], [3.0, 4.0, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    s = math.sqrt(1.25)
+    expected = torch.tensor([[-1.5 / s, -0.5 / s, 0.0], [0.5 / s, 1.5 / s, 0.0]])
+    assert torch.allclose(whiten(values, mask, eps=0.0), expected)

@@ -157,3 +157,17 @@ def test_config_reads_what_losses_and_advantages_declare(monkeypatch):
     with pytest.raises(ConfigError, match=r"set algo\.advantage=reward or as_they_are"):
         load_config(None, ["critic.enabled=true", "algo.advantage=grpo"])
     assert load_config(None, ["critic.enabled=true", "algo.advantage=as_they_are"]).critic.enabled
+
+
+def test_configs_that_would_learn_nothing_or_the_wrong_thing_are_refused():
+    """Issue 24 §3: GSPO with a critic (GSPO reads one advantage per sequence: GAE's per-token
+    advantages would be cut to the first token's), and a group of one with a group-relative
+    advantage (every advantage 0): one line naming both keys. A batch-normalised estimator with
+    groups of one is fine."""
+    with pytest.raises(ConfigError, match=r"keys 'critic.enabled' and 'algo.policy_loss': gspo reads one advantage per sequence"):
+        load_config(None, ["critic.enabled=true", "algo.advantage=reward", "algo.policy_loss=gspo"])
+    load_config(None, ["critic.enabled=true", "algo.advantage=reward"])  # ppo_clip with a critic
+    for advantage in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
+        with pytest.raises(ConfigError, match=rf"keys 'rollout.group_size' and 'algo.advantage': {advantage} compares each sample"):
+            load_config(None, ["rollout.group_size=1", f"algo.advantage={advantage}"])
+    load_config(None, ["rollout.group_size=1", "algo.advantage=reinforce_pp"])

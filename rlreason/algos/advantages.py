@@ -57,11 +57,25 @@ def reinforce_pp_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.T
     return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
 
 
+def reinforce_pp_baseline_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """REINFORCE++ with a group baseline (Hu 2025, "REINFORCE++"; verl's
+    `reinforce_plus_plus_baseline`): subtract each prompt's group mean, then normalise over the
+    WHOLE batch, A = (x - mean(x)) / (std(x) + eps) with x_ij = r_ij - mean_j r_i, mean and
+    population std over all P * G samples. Departures: verl whitens token-level scores (each
+    sample weighted by its length) with the sample std; here there is one outcome reward per
+    sample, weighted alike, and the population std, as in reinforce_pp. A batch whose groups
+    are each all-equal gets 0.
+    """
+    x = rewards - rewards.mean(-1, keepdim=True)
+    return (x - x.mean()) / (x.std(unbiased=False) + eps)
+
+
 ADVANTAGES = {
     "grpo": grpo_advantages,
     "dr_grpo": dr_grpo_advantages,
     "rloo": rloo_advantages,
     "reinforce_pp": reinforce_pp_advantages,
+    "reinforce_pp_baseline": reinforce_pp_baseline_advantages,
 }
 
 
@@ -84,7 +98,12 @@ def rft_filter(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 ADVANTAGES["rft"] = rft_filter
 ADVANTAGES["reward"] = raw_reward
 
-# What code outside rlreason.algos may rely on about an advantage (it tests none by its name):
-# passes_reward_through, the "advantages" are the rewards themselves, for a learner that computes
-# its own advantages from them (the config requires it with critic.enabled). False when absent.
+# What code outside rlreason.algos may rely on about an advantage (it tests none by its name),
+# False when absent:
+# - passes_reward_through: the "advantages" are the rewards themselves, for a learner that computes
+#   its own advantages from them (the config requires it with critic.enabled);
+# - group_relative: each sample is compared with the other samples of its prompt, so a group of
+#   one gets advantage 0 and nothing is learned (the config refuses rollout.group_size=1).
 raw_reward.passes_reward_through = True
+for _fn in (grpo_advantages, dr_grpo_advantages, rloo_advantages, reinforce_pp_baseline_advantages):
+    _fn.group_relative = True

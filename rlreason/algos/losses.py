@@ -47,8 +47,8 @@ def _seq_mean_token_sum_norm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     """Dr. GRPO (Liu et al. 2025): sum of masked token losses / (B * T), a constant normaliser.
 
     T is the padded length of this batch; it is truly constant only if batches are padded
-    to the generation limit, as in the paper's code. (verl's mode of the same name divides
-    by T only.) Empty rows count in B.
+    to the generation limit, as in the paper's code. verl's mode of the same name (0.9.1)
+    divides by B * T as well. Empty rows count in B.
     """
     return (x * mask).sum() / (mask.shape[0] * mask.shape[-1])
 
@@ -92,6 +92,17 @@ def entropy_bonus(
 
 
 # ---- policy losses ---------------------------------------------------------------------
+
+# A log-ratio (new - old logprob) is clamped to +-LOG_RATIO_CLAMP before exp, as verl's policy
+# losses do (+-20): off-policy (several epochs, async lag) a large one overflows exp to inf and
+# the loss to NaN. exp(20) = 4.9e8 is far past any clip range, so an in-range ratio is unchanged;
+# a clamped token gets no gradient through the ratio.
+LOG_RATIO_CLAMP = 20.0
+
+
+def _ratio(log_ratio: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.clamp(log_ratio, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
 
 
 def declares(*, zero_advantage_rows_add_nothing: bool, token_level_ratio: bool = True):
@@ -146,7 +157,8 @@ def ppo_clip_loss(
     over the batch, as in DAPO (Yu et al. 2025) rather than PPO's per-sequence mean.
 
     ratio = exp(logp - old_logp); loss = -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A).
-    With clip_low == clip_high this is the paper's symmetric clip.
+    With clip_low == clip_high this is the paper's symmetric clip. The log-ratio is clamped to
+    +-LOG_RATIO_CLAMP (20) first, as verl does, so a far off-policy token cannot overflow.
 
     dual_clip = c > 1 adds the dual clip (Ye et al. 2020, "Mastering Complex Control in MOBA
     Games"): where A < 0 the objective is max(min(rA, clip(r)A), cA), which bounds the loss of
@@ -156,7 +168,7 @@ def ppo_clip_loss(
     A row whose advantages are all zero adds nothing: every term of its loss (rA, clip(r)A and
     the dual clip's cA) is multiplied by its advantage.
     """
-    ratio = torch.exp(logprobs - old_logprobs)
+    ratio = _ratio(logprobs - old_logprobs)  # log-ratio clamped to +-LOG_RATIO_CLAMP
     objective, is_clipped, is_dual = _clipped_objective(ratio, advantages, clip_low, clip_high, dual_clip)
     loss = aggregate(-objective, mask, agg)
     stats = {"clip_frac": masked_mean(is_clipped.float(), mask), "dual_clip_frac": masked_mean(is_dual.float(), mask)}
@@ -176,7 +188,8 @@ def gspo_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"), in its GSPO-token form.
 
-    Sequence ratio s_i = exp(mean over masked tokens t of (logp_t - old_logp_t)), clipped to
+    Sequence ratio s_i = exp(mean over masked tokens t of (logp_t - old_logp_t)) (the mean
+    clamped to +-LOG_RATIO_CLAMP first), clipped to
     [1 - clip_low, 1 + clip_high], with the sequence's advantage A_i read at its first masked
     token. The paper's GSPO-token variant uses s_i,t = sg[s_i] * exp(logp_t - sg[logp_t]): equal
     to s_i in value, so clipping is decided per sequence, and with one advantage per sequence
@@ -195,7 +208,7 @@ def gspo_loss(
     mask = mask.to(logprobs.dtype)
     counts = mask.sum(-1)  # (B,)
     log_seq_ratio = ((logprobs - old_logprobs) * mask).sum(-1) / counts.clamp(min=1)  # (B,)
-    seq_ratio = torch.exp(log_seq_ratio).detach()[:, None]  # (B, 1) sg[s_i]
+    seq_ratio = _ratio(log_seq_ratio).detach()[:, None]  # (B, 1) sg[s_i], log-ratio clamped to +-LOG_RATIO_CLAMP
     ratio = seq_ratio * torch.exp(logprobs - logprobs.detach())  # (B, T) s_i,t, value s_i
     first = mask.argmax(-1, keepdim=True)  # index of the first masked token (0 for empty rows)
     seq_adv = advantages.gather(-1, first)  # (B, 1)

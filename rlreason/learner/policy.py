@@ -27,6 +27,7 @@ from rlreason.algos import (
     mismatch_stats,
     part_weight,
     truncated_is_weights,
+    whiten,
 )
 from rlreason.checkpoint import fingerprint, rng_state, set_rng_state
 from rlreason.config import AlgoConfig, CriticConfig, OptimConfig, WarmStartConfig
@@ -436,8 +437,7 @@ class Learner:
             token_rewards = apply_kl_penalty(token_rewards, token_kl, mask, self.algo.kl_coef)
         adv, returns = gae_advantages(token_rewards, old_values, mask, c.gamma, c.lam)
         if c.whiten:
-            m = mask.bool()
-            adv = (adv - adv[m].mean()) / (adv[m].std(unbiased=False) + 1e-8) * mask
+            adv = whiten(adv, mask)
         return dataclasses.replace(batch, advantages=adv), old_values, returns
 
     def _critic_step(self, batch: Batch, mb_idx: torch.Tensor, old_values, returns) -> tuple[float, float]:
