@@ -64,11 +64,18 @@ class ColocatedEngine:
         return self.group.first("prompt_logprobs", token_ids)
 
 
+def colocated_resources(cfg: Config) -> tuple[float, float]:
+    """(CPUs, GPUs) of the one actor: the learner and the engine take turns on them, so the
+    larger of the two requests."""
+    return max(cfg.ray.learner_cpus, cfg.ray.rollout_cpus), max(cfg.ray.learner_gpus, cfg.ray.rollout_gpus)
+
+
 def build_colocated(cfg: Config, model_path: str, placement_group) -> tuple[ColocatedEngine, RemoteLearner, ColocatedSync]:
-    """One ColocatedWorker in the one bundle of `placement_group`."""
+    """One ColocatedWorker in the one bundle of `placement_group` (sized by colocated_resources)."""
     threads = node_threads(cfg)
+    cpus, gpus = colocated_resources(cfg)
     actor = (
-        ray.remote(num_cpus=max(cfg.ray.learner_cpus, cfg.ray.rollout_cpus), num_gpus=max(cfg.ray.learner_gpus, cfg.ray.rollout_gpus))(ColocatedWorker)
+        ray.remote(num_cpus=cpus, num_gpus=gpus)(ColocatedWorker)
         .options(runtime_env=actor_env(threads, cpu_engine_env(threads)), **in_bundle(placement_group))
         .remote(learner_kwargs(cfg, model_path, threads), engine_kwargs(cfg, model_path, threads))
     )

@@ -17,7 +17,7 @@ import os
 
 import ray
 
-from rlreason.cluster.colocated import build_colocated
+from rlreason.cluster.colocated import build_colocated, colocated_resources
 from rlreason.cluster.learner_group import RemoteLearner, start_learner
 from rlreason.cluster.pool import COLLECTIVE_BACKENDS, RolloutPool
 from rlreason.cluster.sync import CollectiveSync, ObjectStoreSync
@@ -77,7 +77,7 @@ def build_sync(cfg: Config, learner: RemoteLearner, pool: RolloutPool) -> Weight
 def build_placement(cfg: Config, model_path: str):
     """(engine, learner, sync) for ray.placement; see the module docstring."""
     if cfg.ray.placement == "colocated":
-        cpus, gpus = max(cfg.ray.learner_cpus, cfg.ray.rollout_cpus), max(cfg.ray.learner_gpus, cfg.ray.rollout_gpus)
+        cpus, gpus = colocated_resources(cfg)
         return build_colocated(cfg, model_path, reserve(cfg, [bundle(cpus, gpus)], "the colocated learner + engine"))
     learner = build_learner(cfg, model_path)
     pool = build_pool(cfg, model_path)

@@ -191,12 +191,7 @@ class RolloutPool:
         submit = lambda k: self.group.remote(k, method, *args)  # noqa: E731
         # a replacement was synced by _replace already: just ask what it serves
         on_death = self._replacing("sync", lambda k: self.workers[k].served_version.remote())
-        message = lambda hung: (  # noqa: E731
-            f"weight sync to policy version {version} did not finish within ray.sync_timeout_s={self.cfg.ray.sync_timeout_s} s "
-            f"on rollout worker(s) {hung} of {len(self.workers)}; raise ray.sync_timeout_s if a sync of this model is that slow, "
-            "else that worker is hung"
-        )
-        served = gather({k: submit(k) for k in range(len(self.workers))}, self.cfg.ray.sync_timeout_s, on_death, message)
+        served = gather({k: submit(k) for k in range(len(self.workers))}, self.cfg.ray.sync_timeout_s, on_death, self._hung)
         served = dict(sorted(served.items()))  # by worker, not by finish order
         if set(served.values()) != {version}:
             raise VersionMismatchError(f"after the sync to version {version} the rollout workers serve {served} (worker: version)")
@@ -238,7 +233,15 @@ class RolloutPool:
         self.workers[k] = self._start(k)
         if self._weights is not None:  # else it serves the model it starts from: version 0
             gather({k: self.workers[k].load_weights.remote(self._weights, self.version)}, self.cfg.ray.sync_timeout_s,
-                   on_death=self._replacing("sync", lambda j: self.workers[j].served_version.remote()))
+                   on_death=self._replacing("sync", lambda j: self.workers[j].served_version.remote()), timeout_message=self._hung)
+
+    def _hung(self, hung: list[int]) -> str:
+        """The SyncTimeoutError of a sync that workers `hung` did not finish in time."""
+        return (
+            f"weight sync to policy version {self.version} did not finish within ray.sync_timeout_s={self.cfg.ray.sync_timeout_s} s "
+            f"on rollout worker(s) {hung} of {len(self.workers)}; raise ray.sync_timeout_s if a sync of this model is that slow, "
+            "else that worker is hung"
+        )
 
     def _replacing(self, during: str, resubmit):
         """gather's on_death: replace the dead worker, then `resubmit(worker)` its call."""
