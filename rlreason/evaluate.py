@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 log = logging.getLogger(__name__)
+SCORING_THREADS = 4  # rows `rlreason eval` scores at once (the math verifier gets as many workers)
 
 # ---------------------------------------------------------------------------------------------
 # Metrics: pure functions
@@ -306,7 +307,7 @@ def run_eval(s: EvalSettings) -> dict:
     if max(ks) > s.n:
         raise ValueError(f"--k {max(ks)} needs --n >= {max(ks)} samples per problem")
     spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
-    prepare_rewards(spec.reward, unsafe_code=s.unsafe_code)
+    prepare_rewards(spec.reward, unsafe_code=s.unsafe_code, threads=SCORING_THREADS)
     model_path = resolve_eval_model(s.model, s.max_model_len)
     max_len = s.max_model_len
     if (limit := model_max_len(model_path)) is not None and limit < max_len:
@@ -351,7 +352,7 @@ def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing:
     return groups
 
 
-def score_samples(es: EvalSet, flat: list, workers: int = 4):
+def score_samples(es: EvalSet, flat: list, workers: int = SCORING_THREADS):
     """Scores of [(problem index, sample), ...] by the set's reward, rows in parallel."""
     from rlreason.rewards import score_parallel
 

@@ -274,12 +274,19 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         rollouts.close()
 
 
+def _math_limits() -> tuple[int, float]:
+    """(math checks that scored 0 past their time limit, seconds math checks waited for a
+    worker), over every math reward of this process since it started."""
+    stats = math_reward_stats()
+    return stats.get("timeout", 0) + stats.get("queue_timeout", 0), stats.get("queue_wait_s", 0.0)
+
+
 def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: Path, metrics, first_step, inputs: Inputs, should_stop) -> dict:
     """Steps first_step .. cfg.steps: the RL step, top to bottom."""
     ro, every, engine, stream = cfg.rollout, cfg.checkpoint.every, rollouts.engine, rollouts.stream
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
     t_checkpoint = 0.0
-    timeouts = math_reward_stats().get("timeout", 0)
+    timeouts, queue_wait = _math_limits()
     for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
         _, groups, rewards, info = rollouts.batch(step)  # rewards (P, G); sampled ahead in async mode
@@ -294,6 +301,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
 
         n_tokens = sum(len(s.completion_ids) for g in groups for s in g)
         n_samples = sum(len(g) for g in groups)
+        math_now = _math_limits()
         record = {
             "step": step,
             "reward/mean": rewards.mean().item(),
@@ -302,8 +310,10 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             "response/mean_length": n_tokens / n_samples,
             "response/truncated_frac": sum(s.finish_reason == "length" for g in groups for s in g) / n_samples,
             "reward/errors": info["reward_errors"],  # samples whose reward failed (their groups sat out)
-            # math-verify checks killed at their time limit (they score 0) since the last record, evaluations included
-            "reward/timeouts": math_reward_stats().get("timeout", 0) - timeouts,
+            # math checks past their time limit, the wait for a worker included (they score 0), since
+            # the last record, evaluations included; and the seconds math checks waited for a worker
+            "reward/timeouts": math_now[0] - timeouts,
+            "reward/queue_wait_s": math_now[1] - queue_wait,
             "sampling/rounds": info["rounds"],
             "sampling/groups": len(groups),
             "data/epoch": info["epoch"],
@@ -326,7 +336,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             record.update(evaluate(cfg, engine, inputs))
         record["timing/step"] = time.time() - t0
         metrics.log(record)
-        timeouts += record["reward/timeouts"]
+        timeouts, queue_wait = timeouts + record["reward/timeouts"], queue_wait + record["reward/queue_wait_s"]
 
         stop = should_stop(step)
         t_checkpoint = 0.0

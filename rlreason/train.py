@@ -98,7 +98,7 @@ def train(cfg: Config, resume: str | None = None) -> dict:
 
     # e.g. no sandbox for a code reward: refuse before any work (the training, eval and eval sets' rewards)
     specs = [cfg.reward, cfg.eval.reward, *(spec.reward for spec in eval_specs(cfg))]
-    prepare_rewards(" + ".join(s for s in specs if s), cfg.scoring.unsafe_code)
+    prepare_rewards(" + ".join(s for s in specs if s), cfg.scoring.unsafe_code, cfg.scoring.workers)
 
     import ray
 

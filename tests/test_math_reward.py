@@ -193,6 +193,20 @@ def test_solutions_of_math500_score_1_against_their_answers(reward):
 # -- the hard limit -----------------------------------------------------------------------------
 
 
+def answer_once_free(v: MathVerifier, pred: str, gold: str, within_s: float = 60.0):
+    """v.verify(pred, gold), retried while it is a queue timeout: after a kill, calls made while
+    the successor starts find no free worker (each within its limit)."""
+    deadline = time.monotonic() + within_s
+    while (out := v.verify(pred, gold))[0] == "queue_timeout" and time.monotonic() < deadline:
+        pass
+    return out
+
+
+def outcomes(v: MathVerifier) -> dict:
+    """v.stats() without the queue's counts (what a kill's restart adds in a 1-worker pool)."""
+    return {k: n for k, n in v.stats().items() if k not in ("queue_wait_s", "queue_timeouts")}
+
+
 def test_a_hanging_check_is_killed_and_the_verifier_recovers():
     v = MathVerifier(timeout_s=1.0, workers=1).start()
     (old,) = v.pids()
@@ -202,8 +216,8 @@ def test_a_hanging_check_is_killed_and_the_verifier_recovers():
     assert old not in v.pids()
     with pytest.raises(ProcessLookupError):
         os.kill(old, 0)  # killed and reaped
-    assert v.verify("0.5", r"\frac{1}{2}") == ("ok", True)  # a fresh worker answers
-    assert v.stats() == {"timeouts": 1, "checks": 1}
+    assert answer_once_free(v, "0.5", r"\frac{1}{2}") == ("ok", True)  # a fresh worker answers
+    assert outcomes(v) == {"timeouts": 1, "checks": 1}
     v.close()
     assert v.pids() == []
 
@@ -213,13 +227,90 @@ def test_a_worker_killed_from_outside_costs_one_check():
     v = MathVerifier(timeout_s=TIMEOUT_S, workers=1).start()
     os.kill(v.pids()[0], signal.SIGKILL)
     assert v.verify("1", "1") == ("crash", False)
-    assert v.verify("1", "1") == ("ok", True)
-    assert v.stats() == {"worker_errors": 1, "checks": 1}
+    assert answer_once_free(v, "1", "1") == ("ok", True)
+    assert outcomes(v) == {"worker_errors": 1, "checks": 1}
     v.close()
 
 
+SLOW = (r"(x+y+z+1)^{30}", "x^2+2x+1")  # sympy expands a 30th power of 4 terms: seconds (issue 24)
+
+
+def test_the_limit_holds_for_the_whole_call_when_calls_wait_for_a_worker():
+    """4 threads, 2 workers, a slow answer each: 2 calls get a worker and are killed at the
+    limit; the other 2 wait for a worker, and at the limit score 0 as queue timeouts instead of
+    waiting a second limit (they took 2x the limit before: issue 24 measured 3.9-7.9 s calls
+    against 3 s). Every call ends within the limit plus a kill's margin."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    v = MathVerifier(timeout_s=TIMEOUT_S, workers=2).start()
+
+    def timed(_):
+        t0 = time.monotonic()
+        status, _ = v.verify(*SLOW)
+        return status, time.monotonic() - t0
+
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(timed, range(4)))
+    statuses, walls = [r[0] for r in results], [r[1] for r in results]
+    assert max(walls) < TIMEOUT_S + 1.0, walls
+    assert sorted(statuses) == ["queue_timeout", "queue_timeout", "timeout", "timeout"]
+    stats = v.stats()
+    assert (stats["timeouts"], stats["queue_timeouts"]) == (2, 2)
+    assert 2 * (TIMEOUT_S - 0.2) <= stats["queue_wait_s"] <= 2 * (TIMEOUT_S + 0.5)  # the two waits, counted
+    assert v.verify("0.5", r"\frac{1}{2}") == ("ok", True)  # the replaced workers answer
+    v.close()
+
+
+def test_a_call_never_waits_on_a_starting_worker_past_its_limit():
+    """After a kill the replacement joins the pool once it has started (imports: longer than
+    this 0.1 s limit); a call made meanwhile waits for a worker as for a busy one, and at its
+    limit scores 0 as a queue timeout instead of waiting for the start. Then the fresh worker
+    answers."""
+    v = MathVerifier(timeout_s=0.1, workers=1).start()
+    assert v.verify(r"2^{2^{100}}", "5") == ("timeout", False)  # killed; its successor starts
+    t0 = time.monotonic()
+    assert v.verify("0.5", r"\frac{1}{2}") == ("queue_timeout", False)
+    assert time.monotonic() - t0 < 0.1 + 0.15
+    assert answer_once_free(v, "0.5", r"\frac{1}{2}") == ("ok", True)
+    v.close()
+
+
+def test_the_pools_first_start_is_not_charged_to_the_calls_waiting_for_it():
+    """8 threads call a verifier that has not started, with a limit shorter than a worker's
+    start: the pool starts whole before any call's clock runs, so every answer is checked
+    (none scores 0 as a queue timeout for waiting on the pool's imports)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    v = MathVerifier(timeout_s=0.5, workers=2)
+    with ThreadPoolExecutor(8) as ex:
+        out = list(ex.map(lambda i: v.verify(rf"\frac{{{i}}}{{2}}", f"{i / 2}"), range(8)))
+    assert out == [("ok", True)] * 8
+    stats = v.stats()
+    assert len(v.pids()) == 2 and stats["checks"] == 8 and "queue_timeouts" not in stats
+    v.close()
+
+
+def test_prepare_rewards_sizes_the_default_pool_to_the_scoring_threads():
+    """The loop scores with scoring.workers threads; prepare_rewards gives the math verifiers built
+    without an explicit size as many workers (started lazily), so no call waits for one."""
+    from rlreason.rewards import prepare_rewards
+    from rlreason.rewards.math_reward import _DEFAULT_WORKERS, shared_verifier
+
+    before = _DEFAULT_WORKERS[0]
+    try:
+        existing = shared_verifier(timeout_s=7.5)
+        prepare_rewards("math", threads=8)
+        assert existing.workers == 8 and shared_verifier(timeout_s=7.5).workers == 8
+        assert MathReward(timeout_s=7.25).verifier.workers == 8
+        assert shared_verifier(timeout_s=7.5, workers=3).workers == 3  # an explicit size stays
+    finally:
+        from rlreason.rewards.math_reward import set_default_workers
+
+        set_default_workers(before)
+
+
 def test_reward_scores_a_timeout_0_and_counts_it():
-    r = MathReward(timeout_s=1.0, workers=1)
+    r = MathReward(timeout_s=1.0, workers=2)  # the second check has a ready worker while the killed one restarts
     r.verifier.start()
     # passes every guard (the gold is a tower too) but sympy would evaluate 2^(2^100)
     assert r.check("q", r"\boxed{2^{2^{100}}}", r"2^{2^{3}}") == "timeout"
@@ -235,7 +326,7 @@ def test_process_stats_add_up_every_math_reward():
     from rlreason.rewards.math_reward import math_reward_stats
 
     before = math_reward_stats()
-    r = MathReward(timeout_s=1.0, workers=1)
+    r = MathReward(timeout_s=1.0, workers=2)  # the second check has a ready worker while the killed one restarts
     assert r.check("q", r"\boxed{2^{2^{100}}}", r"2^{2^{3}}") == "timeout"
     assert r.check("q", r"\boxed{256}", r"2^{2^{3}}") == "correct"
     after = math_reward_stats()

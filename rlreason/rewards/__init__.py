@@ -62,9 +62,15 @@ def reward_names(spec: str) -> list[str]:
     return [t.split("*")[-1].strip() for t in spec.split("+")]
 
 
-def prepare_rewards(spec: str, unsafe_code: bool = False) -> None:
+def prepare_rewards(spec: str, unsafe_code: bool = False, threads: int | None = None) -> None:
     """Start-up checks before any work: a code reward probes its sandbox and refuses to run
-    without isolation unless unsafe_code (then it warns loudly)."""
+    without isolation unless unsafe_code (then it warns loudly). `threads`, the rows that will be
+    scored at once, sizes the math verifiers' worker pools to match, so that no math check waits
+    for a worker (each call's time limit counts that wait)."""
+    if threads:
+        from rlreason.rewards.math_reward import set_default_workers
+
+        set_default_workers(threads)
     if "code" in reward_names(spec):
         from rlreason.rewards import code
 

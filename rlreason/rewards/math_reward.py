@@ -11,14 +11,18 @@ Three layers, each a plain function or a small class:
 2. Guards (pure, `judge`): rules that score 0 before any sympy work. Each rule has a reason name
    that the verifier counts (see GUARD_REASONS and `check`'s docstring for the rules and their limits).
 3. Equivalence (`MathVerifier`): math_verify.parse + verify run in worker processes with a hard
-   wall-clock limit per check. math-verify bounds itself with signal.alarm, which fails off the
-   main thread and cannot interrupt a long C call; here the parent never uses signals: a check
-   that overruns its deadline gets its worker killed (SIGKILL) and replaced, and scores 0
-   (counted as a timeout). Thread-safe, lazily started, picklable (the pool is rebuilt in the
-   process that unpickles it, so a reward can be shipped to a Ray actor).
+   wall-clock limit per call, the wait for a free worker included. math-verify bounds itself
+   with signal.alarm, which fails off the main thread and cannot interrupt a long C call; here
+   the parent never uses signals: a check that overruns its deadline gets its worker killed
+   (SIGKILL) and replaced, and scores 0 (counted as a timeout); a call that finds no free worker
+   before its deadline scores 0 too (counted as a queue timeout). Thread-safe, started on first use,
+   picklable (the pool is rebuilt in the process that unpickles it, so a reward can be shipped
+   to a Ray actor). `set_default_workers(n)` sizes the pools to the caller's scoring threads,
+   so that in the loop no call waits for a worker.
 
 Every rejection and timeout is counted: `MathReward.stats()` / `math_reward_stats()` return
-{reason: count}; the loop logs each step's timeouts as reward/timeouts.
+{reason: count}; the loop logs each step's timeouts as reward/timeouts and the seconds calls
+waited for a worker as reward/queue_wait_s.
 """
 
 from __future__ import annotations
@@ -371,21 +375,32 @@ def _kill_all(workers: list[_Worker], owner_pid: int) -> None:
     workers.clear()
 
 
+_DEFAULT_WORKERS = [max(1, min(4, os.cpu_count() or 1))]  # a list: set_default_workers changes it
+
+
+def _default_workers() -> int:
+    return _DEFAULT_WORKERS[0]
+
+
 @dataclass
 class MathVerifier:
-    """math_verify.parse + verify in `workers` processes, each check bounded by `timeout_s` of wall
-    clock: on overrun the worker is killed, a fresh one starts, and the check scores 0.
+    """math_verify.parse + verify in `workers` processes, each call bounded by `timeout_s` of wall
+    clock from the moment it is made: the wait for a free worker counts, and a check that
+    overruns gets its worker killed and replaced. Either way the call scores 0 as a timeout.
 
-    Thread-safe: each call borrows an idle worker (waiting for one when all are busy), so at most
-    `workers` checks run at once. Processes start on first use (a start costs ~1 s: Python,
-    sympy and math-verify imports, a warm-up parse) and are plain subprocesses running
-    math_worker.py, so no fork of a threaded or torch-laden parent and no re-import of __main__.
-    A verifier that is pickled or inherited by fork starts its own pool in the new process.
-    `memory_mb` caps each worker's address space (0: no cap).
+    Thread-safe: each call borrows an idle worker, waiting for one until its deadline, so at most
+    `workers` checks run at once and every call ends within timeout_s (plus a kill's
+    milliseconds). The pool starts whole on the first call (or `start()`), before any call's
+    clock runs (a worker's start: Python, sympy and math-verify imports, a warm-up parse;
+    bounded by start_timeout_s). A killed worker's successor joins the idle ones once ready;
+    until then calls wait for a worker as for a busy one. Workers are plain subprocesses running math_worker.py, so no fork of a threaded or
+    torch-laden parent and no re-import of __main__. A verifier that is pickled or inherited by
+    fork starts its own pool in the new process. `memory_mb` caps each worker's address space
+    (0: no cap).
     """
 
     timeout_s: float = 3.0
-    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    workers: int = field(default_factory=lambda: _default_workers())
     memory_mb: int = 2048
     start_timeout_s: float = 120.0  # a fresh worker on a loaded machine
 
@@ -397,6 +412,8 @@ class MathVerifier:
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._all: list[_Worker] = []
+        self._start_lock = threading.Lock()
+        self._started_to = 0  # the pool size start() last reached
         self._counts: Counter = Counter()
         if getattr(self, "_finalizer", None) is not None:
             self._finalizer.detach()
@@ -411,63 +428,100 @@ class MathVerifier:
 
     # -- pool -------------------------------------------------------------------------------
 
-    def _spawn(self, grow_only: bool = False) -> _Worker | None:
-        """A new worker, counted in the pool; with grow_only, None when the pool is full."""
+    def _spawn(self) -> _Worker | None:
+        """A new worker, counted in the pool; None when the pool is full."""
         with self._lock:
-            if grow_only and len(self._all) >= self.workers:
+            if len(self._all) >= self.workers:
                 return None
             w = _Worker(self.memory_mb)
             self._all.append(w)
         return w
 
-    def _replace(self, w: _Worker) -> _Worker:
-        """Kill w and start its successor in the same pool slot."""
+    def _replace(self, w: _Worker) -> None:
+        """Kill w and start its successor in the same pool slot. The successor joins the idle
+        workers once it is ready (a thread waits for it), so no call's clock runs while it starts:
+        meanwhile calls wait for a worker as they would for a busy one."""
         with self._lock:
             if w in self._all:
                 self._all.remove(w)
             fresh = _Worker(self.memory_mb)
             self._all.append(fresh)
         w.kill()
-        return fresh
+        threading.Thread(target=self._join_when_ready, args=(fresh,), daemon=True, name="math-worker-start").start()
 
-    def _acquire(self) -> _Worker:
+    def _join_when_ready(self, w: _Worker) -> None:
+        w.wait_ready(self.start_timeout_s)  # one that never starts is found out by its first call
+        with self._lock:
+            if w in self._all:  # not killed by close() meanwhile
+                self._idle.put(w)
+
+    def _ensure_started(self) -> None:
+        """Start the pool whole (first use, or after set_default_workers grew it); concurrent
+        callers wait here, before their clocks start."""
         if os.getpid() != self._pid:  # forked child: the parent's workers are not ours
             self._reset()
+        if self._started_to < self.workers:
+            with self._start_lock:
+                if self._started_to < self.workers:
+                    self.start()
+
+    def _acquire(self, deadline: float) -> _Worker | None:
+        """An idle worker, or one freed before the deadline; None when none is free by then."""
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        return self._spawn(grow_only=True) or self._idle.get()
+        t0 = time.monotonic()
+        try:
+            return self._idle.get(timeout=max(0.0, deadline - t0))
+        except queue.Empty:
+            return None
+        finally:
+            self._count("queue_wait_s", time.monotonic() - t0)
 
     def _call(self, msg: tuple) -> tuple[str, object]:
-        """Run one request on a worker within timeout_s; a worker that overruns or dies is
-        replaced (the replacement starts now, so its import overlaps other work)."""
-        w = self._acquire()
+        """Run one request within timeout_s of now, the wait for a worker included; a worker that
+        overruns or dies is replaced (the replacement starts now, in the background). Status
+        'queue_timeout' when no worker came free in time."""
+        self._ensure_started()
+        deadline = time.monotonic() + self.timeout_s
+        w = self._acquire(deadline)
+        if w is None:
+            self._count("queue_timeouts")
+            return "queue_timeout", None
+        replaced = False
         try:
-            if not w.wait_ready(self.start_timeout_s):
+            if not w.wait_ready(0.0):  # idle workers are ready: this one failed to start
                 status, value = "crash", f"math worker did not start in {self.start_timeout_s} s"
             else:
-                status, value = w.request(msg, self.timeout_s)
+                status, value = w.request(msg, deadline - time.monotonic())
             if status in ("timeout", "crash"):
-                w = self._replace(w)
+                self._replace(w)
+                replaced = True
         except BaseException:  # interrupted mid-request: the worker's state is unknown
-            w = self._replace(w)
+            self._replace(w)
+            replaced = True
             raise
         finally:
-            self._idle.put(w)  # never leak a pool slot
+            if not replaced:
+                self._idle.put(w)  # never leak a pool slot
         self._count({"ok": "checks", "error": "check_errors", "timeout": "timeouts", "crash": "worker_errors"}[status])
         return status, value
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, amount: float = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += amount
 
     def start(self) -> MathVerifier:
-        """Start every worker now and wait until they are ready (optional: use is lazy)."""
-        fresh = [self._acquire() for _ in range(self.workers)]
+        """Start every worker now and wait until they are ready (optional: the first call does it)."""
+        if os.getpid() != self._pid:
+            self._reset()
+        target = self.workers
+        fresh = [w for w in (self._spawn() for _ in range(target)) if w is not None]
         for w in fresh:
             w.wait_ready(self.start_timeout_s)
             self._idle.put(w)
+        self._started_to = max(self._started_to, target)
         return self
 
     def close(self) -> None:
@@ -478,23 +532,26 @@ class MathVerifier:
         for w in workers:
             w.kill()
         self._idle = queue.SimpleQueue()
+        self._started_to = 0
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (started, not yet killed)."""
         with self._lock:
             return [w.proc.pid for w in self._all]
 
-    def stats(self) -> dict[str, int]:
-        """Counts since creation: checks (answered), timeouts (killed), check_errors (math-verify
-        raised), worker_errors (a worker died or did not start)."""
+    def stats(self) -> dict[str, float]:
+        """Counts since creation: checks (answered), timeouts (killed at the deadline),
+        queue_timeouts (no worker came free before the deadline), check_errors (math-verify
+        raised), worker_errors (a worker died or did not start); and queue_wait_s, the seconds
+        calls spent waiting for a worker when every one was busy."""
         with self._lock:
             return dict(self._counts)
 
     # -- checks -----------------------------------------------------------------------------
 
     def verify(self, pred: str, gold: str) -> tuple[str, bool]:
-        """(status, equal) for two bare LaTeX answers: status is 'ok', 'timeout', 'error' or
-        'crash'; equal is False unless status is 'ok'. No guards: see `judge` for those."""
+        """(status, equal) for two bare LaTeX answers: status is 'ok', 'timeout', 'queue_timeout',
+        'error' or 'crash'; equal is False unless status is 'ok'. No guards: see `judge` for those."""
         status, value = self._call(("verify", pred, gold))
         return status, bool(value) if status == "ok" else False
 
@@ -524,8 +581,23 @@ _VERIFIERS: dict[tuple, MathVerifier] = {}
 _VERIFIERS_LOCK = threading.Lock()
 
 
+def set_default_workers(n: int) -> None:
+    """Size the pools of verifiers built without an explicit `workers` (the default `math` reward's
+    among them) to n workers: call it with the number of threads that will score at once, so that
+    no call waits for a worker (`prepare_rewards` does, with scoring.workers). A pool that is
+    already running grows to n on its next call."""
+    if n < 1:
+        raise ValueError(f"math verifier workers must be >= 1, got {n}")
+    with _VERIFIERS_LOCK:
+        _DEFAULT_WORKERS[0] = n
+        for (_, workers, _), v in _VERIFIERS.items():
+            if workers is None:
+                v.workers = n
+
+
 def shared_verifier(timeout_s: float = 3.0, workers: int | None = None, memory_mb: int = 2048) -> MathVerifier:
-    """One verifier per configuration per process, so rewards built alike share their workers."""
+    """One verifier per configuration per process, so rewards built alike share their workers.
+    workers=None: the process default (set_default_workers)."""
     key = (float(timeout_s), workers, memory_mb)
     with _VERIFIERS_LOCK:
         v = _VERIFIERS.get(key)
@@ -575,7 +647,9 @@ class MathReward:
         return shared_verifier(self.timeout_s, self.workers, self.memory_mb)
 
     def check(self, prompt: str, completion: str, answer) -> str:
-        """The outcome's name: 'correct', 'wrong', a guard reason, or 'timeout' / 'error' / 'crash'."""
+        """The outcome's name: 'correct', 'wrong', a guard reason, or the verifier's status:
+        'timeout' (the check overran), 'queue_timeout' (no worker came free in time), 'error'
+        (math-verify raised) or 'crash' (the worker died)."""
         reason, pred, gold = judge(prompt, completion, answer, EXTRACTORS[self.extractor])
         if reason is None and _INTEGER.fullmatch(pred) and _INTEGER.fullmatch(gold):
             reason = "correct" if int(pred) == int(gold) else "wrong"  # what math-verify says, without a worker round trip
@@ -609,12 +683,17 @@ def math_reward(prompt: str, completion: str, answer) -> float:
     return _DEFAULT(prompt, completion, answer)
 
 
-def math_reward_stats() -> dict[str, int]:
+def math_reward_stats() -> dict[str, float]:
     """Outcome counts of every MathReward in this process (the default `math_reward` and those
-    of make_math_reward), summed: the loop logs the timeouts of each step as reward/timeouts."""
+    of make_math_reward), summed, and queue_wait_s, the seconds their calls waited for a worker:
+    the loop logs each step's timeouts (both kinds) as reward/timeouts and the wait as
+    reward/queue_wait_s."""
     total: Counter = Counter()
     for reward in list(_LIVE):
         total.update(reward.stats())
+    with _VERIFIERS_LOCK:
+        verifiers = list(_VERIFIERS.values())
+    total["queue_wait_s"] = sum(v.stats().get("queue_wait_s", 0.0) for v in verifiers)
     return dict(total)
 
 
