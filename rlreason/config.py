@@ -307,6 +307,33 @@ class CheckpointConfig:
         _non_negative("checkpoint", self, "every", "keep_last")
 
 
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+@dataclass
+class LogConfig:
+    """Where each step's metrics go besides metrics.jsonl and the console (rlreason/trackers.py)."""
+
+    backends: list[str] = field(default_factory=lambda: ["tensorboard"])  # any of tensorboard, wandb, mlflow
+    project: str = "rlreason"  # the W&B project and the MLflow experiment; the run's name is `name`
+    tags: list[str] = field(default_factory=list)
+    wandb_entity: str | None = None  # None: W&B's default entity
+    wandb_mode: str | None = None  # online | offline | disabled; None: W&B's own choice (WANDB_MODE, login)
+    # None: MLFLOW_TRACKING_URI when set, else a SQLite file beside the run directories
+    # (sqlite:///<run_dir's parent>/mlflow.db; `mlflow ui --backend-store-uri` that URI shows every run)
+    mlflow_tracking_uri: str | None = None
+
+    def check(self) -> None:
+        for backend in self.backends:
+            _choose(backend in TRACKERS, "log.backends", backend, list(TRACKERS))
+        if len(set(self.backends)) != len(self.backends):
+            raise ConfigError(f"key 'log.backends': {self.backends} names a backend twice")
+        modes = [None, "online", "offline", "disabled"]
+        _choose(self.wandb_mode in modes, "log.wandb_mode", self.wandb_mode, modes)
+        if not self.project:
+            raise ConfigError("key 'log.project': must not be empty")
+
+
 @dataclass
 class RayConfig:
     address: str | None = None  # None: join RAY_ADDRESS if set, else start a local cluster
@@ -375,6 +402,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     @property

@@ -27,6 +27,7 @@ from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
+from rlreason.trackers import open_trackers
 from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
 from rlreason.rewards.math_reward import math_reward_stats
 from rlreason.sync import WeightSync
@@ -245,7 +246,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
     stream = PromptStream(inputs.task, cfg.seed, exclude=inputs.exclude, size=cfg.task.train_size)
 
     if resume is None:
-        metrics = MetricsLogger(run_dir, cfg.steps)
+        metrics = MetricsLogger(run_dir, cfg.steps, trackers=open_trackers(cfg, run_dir, None))
         # Cold start: imitate an imperfect teacher, then put those weights into the engine.
         start = {"step": 0}
         if cfg.warm_start.enabled:
@@ -262,7 +263,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
             return _result(metrics, run_dir, 0, stopped=True)
     else:
         done, history = restore_checkpoint(resume, learner, stream)
-        metrics = MetricsLogger(run_dir, cfg.steps, history=history)
+        metrics = MetricsLogger(run_dir, cfg.steps, history=history, trackers=open_trackers(cfg, run_dir, history))
         sync.push(version=done)  # the restored policy, before the first generation
         first_step = done + 1
         log.info("resumed from %s at step %d", resume, done)
@@ -350,11 +351,12 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
 
 
 def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> dict:
-    """Close the sinks; when the run is done, export final/ from its last checkpoint and plot."""
-    metrics.close()
+    """Plot, close the sinks (the trackers get the plot); when the run is done, export final/
+    from its last checkpoint."""
+    png = plot(metrics.path, run_dir / "progress.png")
+    metrics.close(files=[png])
     final = None
     if not stopped:
         final = checkpoint.export(checkpoint.latest(run_dir / "checkpoints"), run_dir / "final", replace=True)
-    plot(metrics.path, run_dir / "progress.png")
     accuracies = [r["eval/accuracy"] for r in metrics.rows if "eval/accuracy" in r]
     return {"eval/accuracy_start": accuracies[0], "eval/accuracy": accuracies[-1], "final_model": final, "step": step, "stopped": stopped}

@@ -1,23 +1,22 @@
-"""Metrics sinks: a console progress line, metrics.jsonl, TensorBoard, and the final plot."""
+"""Metrics sinks: a console progress line, metrics.jsonl, the trackers (trackers.py), and the final plot."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 
 class MetricsLogger:
-    """One JSON object per step in run_dir/metrics.jsonl, mirrored to TensorBoard.
+    """One JSON object per step in run_dir/metrics.jsonl, mirrored to the trackers (TensorBoard,
+    W&B, MLflow: rlreason/trackers.py), and a progress line on the console.
 
     `history` (the rows a checkpoint carries) continues a resumed run: metrics.jsonl is
-    rewritten to exactly those rows, and TensorBoard drops its events after their last step,
-    so the steps that are trained again after a resume appear once.
+    rewritten to exactly those rows, and the trackers continue their runs (see trackers.py).
     """
 
-    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout, history: list[dict] | None = None):
+    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout, history: list[dict] | None = None, trackers: list | None = None):
         self.run_dir, self.total_steps, self.stream = Path(run_dir), total_steps, stream
         self.path = self.run_dir / "metrics.jsonl"
         self.rows: list[dict] = list(history or [])
@@ -25,31 +24,29 @@ class MetricsLogger:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
         tmp.replace(self.path)
         self._file = self.path.open("a")
-        from torch.utils.tensorboard import SummaryWriter
-
-        purge = self.rows[-1]["step"] + 1 if self.rows else None
-        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+        self.trackers = list(trackers or [])
         self.t0 = time.time()
         accuracies = [r["eval/accuracy"] for r in self.rows if "eval/accuracy" in r]
         self.last_accuracy: float | None = accuracies[-1] if accuracies else None
 
     def log(self, record: dict) -> None:
-        step = record["step"]
         self.rows.append(record)
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                self.tb.add_scalar(key, value, step)
-        self.tb.flush()
+        for tracker in self.trackers:
+            tracker.log(record, record["step"])
         self.last_accuracy = record.get("eval/accuracy", self.last_accuracy)
         line = progress_line(record, self.total_steps, time.time() - self.t0, self.last_accuracy)
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, files: list[Path] = ()) -> None:
+        """Close metrics.jsonl and the trackers, after giving them `files` (the final plot)."""
         self._file.close()
-        self.tb.close()
+        for tracker in self.trackers:
+            for f in files:
+                tracker.add_file(Path(f))
+            tracker.close()
 
 
 def progress_line(r: dict, total: int, elapsed: float, accuracy: float | None = None) -> str:

@@ -86,9 +86,10 @@ def test_progress_line_and_metrics_files(tmp_path):
     import json
 
     from rlreason.metrics import MetricsLogger, plot
+    from rlreason.trackers import TensorBoard
 
     out = io.StringIO()
-    m = MetricsLogger(tmp_path, total_steps=2, stream=out)
+    m = MetricsLogger(tmp_path, total_steps=2, stream=out, trackers=[TensorBoard(tmp_path, None)])
     m.log({"step": 0, "eval/accuracy": 0.25})
     m.log({"step": 1, "reward/mean": 0.5, "throughput/tokens_per_s": 1234.0, "loss": 0.1})
     m.close()
