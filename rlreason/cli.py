@@ -7,8 +7,7 @@ that do not fit their mapping; a file the OS refuses; no sandbox) is one line on
 `rlreason COMMAND: what`, naming the key, file, path or row, with exit status 2; a run that
 started and failed is one line and exit 1. Anything else is a bug in rlreason: its traceback,
 then the one line, exit 1. --verbose prints the traceback of every error. The line ends with
-the path of the command's full log (its log records, then the traceback): RUN_DIR/train.log
-for a training run, else a file in $RLREASON_LOG_DIR (default ~/.cache/rlreason/logs)."""
+the path of the command's full log (CommandLog: what it printed, then the traceback)."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -181,7 +181,11 @@ class CommandLog:
 
     def __init__(self, command: str):
         folder = Path(os.environ.get("RLREASON_LOG_DIR") or "~/.cache/rlreason/logs").expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # e.g. a read-only home on a cluster node
+            folder = Path(tempfile.gettempdir()) / "rlreason-logs"
+            folder.mkdir(exist_ok=True)
         with contextlib.suppress(OSError):  # another command may be pruning too
             for old in sorted(folder.glob("*.log"), key=os.path.getmtime)[:-KEEP_LOGS]:
                 old.unlink(missing_ok=True)
