@@ -21,6 +21,9 @@ from rlreason.data.stream import ADDITION_DIGITS, HELDOUT_SEED, HELDOUT_SIZE
 from rlreason.errors import UserError
 
 
+DTYPES = ("float32", "bfloat16", "float16")  # a model's, an engine's
+
+
 class ConfigError(UserError, ValueError):
     """A recipe or override that does not fit the config tree."""
 
@@ -96,7 +99,7 @@ class ModelConfig:
 
     def check(self) -> None:
         """Known dtype and a path; whether the path exists is resolve_model's (rlreason.models) and the dry run's."""
-        _choose(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
+        _choose(self.dtype in DTYPES, "model.dtype", self.dtype, list(DTYPES))
         if not self.path.strip():
             raise ConfigError("key 'model.path': empty; use 'tiny', a local model directory or a hub id")
         self.tiny.check()
@@ -194,7 +197,7 @@ class RolloutConfig:
     max_staleness: int = 0
 
     def check(self) -> None:
-        _choose(self.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", self.dtype, ["''", "float32", "bfloat16", "float16"])
+        _choose(self.dtype in ("", *DTYPES), "rollout.dtype", self.dtype, ["''", *DTYPES])
         _positive("rollout", self, "group_size", "prompts_per_step", "max_tokens", "max_model_len", "temperature", "kv_cache_gib")
         _non_negative("rollout", self, "max_staleness", "seed")
         _each("rollout", self, ("top_p",), high=1, low_open=True)

@@ -77,7 +77,6 @@ def _data(name: str, spec, tokenizer, budget: int, checks: list[Check], need: in
     """Load and map every row; render and length-filter when the tokenizer is at hand."""
     from rlreason.data.datasets import load_problems, resolved_source
     from rlreason.data.templates import fitting_prompts, render
-
     from rlreason.errors import HubUnreachable, UserError
 
     try:

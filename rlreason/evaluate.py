@@ -300,7 +300,7 @@ class EvalSettings:
 
     def check(self) -> None:
         """ConfigError naming the flag of the first value out of range (before any work)."""
-        from rlreason.config import ConfigError, check_reward, check_range
+        from rlreason.config import DTYPES, ConfigError, check_range, check_reward
 
         for name in ("n", "max_tokens", "max_model_len", "kv_cache_gib", *(["limit"] if self.limit is not None else [])):
             check_range(_flag(name), getattr(self, name), low_open=True)
@@ -311,8 +311,8 @@ class EvalSettings:
             check_range("--k", k, low=1, high=self.n)
         if self.max_tokens >= self.max_model_len:
             raise ConfigError(f"--max-tokens: {self.max_tokens} leaves no room for a prompt in --max-model-len {self.max_model_len}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"--dtype: unknown value {self.dtype!r}; choose one of ['float32', 'bfloat16', 'float16']")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype: unknown value {self.dtype!r}; choose one of {list(DTYPES)}")
         if not (self.scorer in ("verifier", "none") or (self.scorer.startswith("rm:") and len(self.scorer) > 3)):
             raise ConfigError(f"--scorer: unknown value {self.scorer!r}; use 'verifier', 'rm:PATH' or 'none'")
         if self.reward:
@@ -397,9 +397,7 @@ def _scorer_scores(scorer: str, es: EvalSet, flat: list, rewards: list[float]) -
         return list(rewards)
     if scorer.startswith("rm:"):
         return RewardModelScorer(scorer[3:])([es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat])
-    if scorer != "none":
-        raise ValueError(f"--scorer {scorer!r}: use 'verifier', 'rm:PATH' or 'none'")
-    return None
+    return None  # 'none' (EvalSettings.check refuses any other)
 
 
 def result_rows(es: EvalSet, groups, scores, ranks: list[float] | None, ks: list[int]) -> tuple[list[dict], list[dict]]:
