@@ -33,6 +33,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from rlreason.errors import NotFound
+
 log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE"
@@ -172,17 +174,17 @@ def _remove(path: Path) -> None:
 def resolve_resume(run_dir: Path, resume: str) -> Path | None:
     """`--resume auto`: the newest complete checkpoint of run_dir, or None to start fresh.
     `--resume PATH`: PATH itself if it is a complete checkpoint, else the newest complete
-    checkpoint of the run directory PATH. Raises FileNotFoundError naming PATH otherwise."""
+    checkpoint of the run directory PATH. Raises NotFound naming PATH otherwise."""
     if resume == "auto":
         return latest(Path(run_dir) / "checkpoints")
     path = Path(resume)
     if _STEP_DIR.match(path.name):
         if is_complete(path):
             return path
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no valid {MARKER} marker)")
+        raise NotFound(f"{resume}: not a complete checkpoint (no valid {MARKER} marker)")
     found = latest(path / "checkpoints")
     if found is None:
-        raise FileNotFoundError(f"--resume {resume}: neither a checkpoint nor a run directory with a complete checkpoint")
+        raise NotFound(f"{resume}: neither a checkpoint nor a run directory with a complete checkpoint")
     return found
 
 
@@ -234,7 +236,7 @@ def export(ckpt: Path, out: Path, replace: bool = False) -> str:
     to `out`, atomically (temp dir, fsync, rename). Refuses an existing `out` unless replace."""
     ckpt, out = Path(ckpt), Path(out)
     if not is_complete(ckpt):
-        raise FileNotFoundError(f"{ckpt}: not a complete checkpoint (no valid {MARKER} marker)")
+        raise NotFound(f"{ckpt}: not a complete checkpoint (no valid {MARKER} marker)")
     if out.exists() and not replace:
         raise FileExistsError(f"{out} already exists")
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"

@@ -1,41 +1,57 @@
 """Command line: `rlreason train RECIPE [key=value ...]`, `rlreason export`, `rlreason eval MODEL --dataset NAME`.
-Heavy imports happen inside commands."""
+Heavy imports happen inside commands; a command's positionals, overrides and flags come in any order.
+
+One error path for every command (docs/quickstart.md#errors): a mistake the user can fix
+(rlreason.errors.UserError: a usage or config error, a path or name that is not there, rows
+that do not fit their mapping; a file the OS refuses; no sandbox) is one line on stderr,
+`rlreason COMMAND: what`, naming the key, file, path or row, with exit status 2; a run that
+started and failed is one line and exit 1. Anything else is a bug in rlreason: its traceback,
+then the one line, exit 1. --verbose prints the traceback of every error. The line ends with
+the path of the command's full log (CommandLog: what it printed, then the traceback)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from rlreason.errors import RunFailed, UsageError, UserError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+KEEP_LOGS = 50  # command logs kept in the log directory (training runs keep theirs in the run directory)
+# Errors of the OS that a user's path causes (a directory that exists, no permission): one line, exit 2
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def _train(args) -> int:
-    from rlreason.config import ConfigError, load_config
+    from rlreason.config import load_config
 
-    try:
-        cfg = load_config(args.recipe, args.overrides)
-    except ConfigError as e:
-        print(f"rlreason: config error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.recipe, args.overrides)
     if args.dry_run:
         from rlreason.dryrun import FAIL, dry_run, format_checks
 
         checks = dry_run(cfg)
         print(format_checks(checks))
-        failed = [c.name for c in checks if c.status == FAIL]
-        print(f"dry run of {args.recipe}: " + (f"FAILED: {', '.join(failed)}" if failed else "no failures (see 'unchecked' lines for what this machine could not check)"))
-        return 1 if failed else 0
-    from rlreason.train import train
+        failed = [f"{c.name}: {c.detail}" for c in checks if c.status == FAIL]
+        if failed:
+            raise RunFailed(f"dry run of {args.recipe} FAILED: {'; '.join(failed)}")
+        print(f"dry run of {args.recipe}: no failures (see 'unchecked' lines for what this machine could not check)")
+        return 0
     from rlreason.rewards import RewardError
-    from rlreason.rewards.sandbox import IsolationUnavailable
+    from rlreason.train import train
 
+    args.log.move_to(cfg.resolved_run_dir / "train.log")
     try:
         result = train(cfg, resume=args.resume)
-    except (FileExistsError, FileNotFoundError, ConfigError, IsolationUnavailable) as e:
-        print(f"rlreason: {e}", file=sys.stderr)
-        return 2
     except (RewardError, FloatingPointError) as e:  # Ray re-raises an actor's error as a subclass of it
-        print(f"rlreason: training stopped: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
-        return 1
+        raise RunFailed(f"training stopped: {one_line(e)}") from e
     if result.get("finished"):
         print(f"rlreason: run already finished at step {result['step']} ({result['checkpoint']}); nothing to do")
         return 0
@@ -47,22 +63,16 @@ def _train(args) -> int:
         return 128 + result["signal"] if "signal" in result else 0
     print(
         f"done: held-out accuracy {result['eval/accuracy_start']:.3f} -> {result['eval/accuracy']:.3f}; "
-        f"final model in {result['final_model']}; metrics in {cfg.resolved_run_dir / 'metrics.jsonl'}"
+        f"final model in {result['final_model']}; metrics in {cfg.resolved_run_dir / 'metrics.jsonl'}; log in {args.log.path}"
     )
     return 0
 
 
 def _export(args) -> int:
-    from pathlib import Path
-
     from rlreason import checkpoint
 
-    try:
-        ckpt = checkpoint.resolve_resume(Path(args.checkpoint), args.checkpoint)
-        out = checkpoint.export(ckpt, Path(args.out))
-    except (FileExistsError, FileNotFoundError) as e:
-        print(f"rlreason: {e}", file=sys.stderr)
-        return 2
+    ckpt = checkpoint.resolve_resume(Path(args.checkpoint), args.checkpoint)
+    out = checkpoint.export(ckpt, Path(args.out))
     print(f"exported {ckpt} to {out} (HF format)")
     return 0
 
@@ -70,36 +80,43 @@ def _export(args) -> int:
 def _eval(args) -> int:
     from rlreason.data.datasets import parse_field_overrides
     from rlreason.evaluate import EvalSettings, format_table, run_eval
-    from rlreason.rewards.sandbox import IsolationUnavailable
 
-    try:
-        settings = EvalSettings(
-            model=args.model, dataset=args.dataset, split=args.split, fields=parse_field_overrides(args.field),
-            answer_extract=args.answer_extract, reward=args.reward, template=args.template, hub=args.hub,
-            n=args.n, ks=args.k or [1, args.n], temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, max_model_len=args.max_model_len, limit=args.limit, scorer=args.scorer,
-            seed=args.seed, dtype=args.dtype, kv_cache_gib=args.kv_cache_gib, threads=args.threads, unsafe_code=args.unsafe_code, out=args.out,
-        )
-        report = run_eval(settings)
-    except (ValueError, FileNotFoundError, IsolationUnavailable) as e:
-        print(f"rlreason: {e}", file=sys.stderr)
-        return 2
+    settings = EvalSettings(
+        model=args.model, dataset=args.dataset, split=args.split, fields=parse_field_overrides(args.field),
+        answer_extract=args.answer_extract, reward=args.reward, template=args.template, hub=args.hub,
+        n=args.n, ks=args.k or [1, args.n], temperature=args.temperature, top_p=args.top_p,
+        max_tokens=args.max_tokens, max_model_len=args.max_model_len, limit=args.limit, scorer=args.scorer,
+        seed=args.seed, dtype=args.dtype, kv_cache_gib=args.kv_cache_gib, threads=args.threads, unsafe_code=args.unsafe_code, out=args.out,
+    )
+    report = run_eval(settings)
+    args.log.move_to(Path(report["out"]) / "eval.log")
     t = report["timing"]
     print(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems x "
           f"{settings.n} samples, temperature {settings.temperature}, scorer {settings.scorer}")
     print(format_table(report["metrics"]))
     print(f"time {t['total_s']:.1f} s (generate {t['generate_s']:.1f} s, {t['tokens_per_s']:.0f} tok/s; score {t['score_s']:.1f} s); "
           f"reward errors {report['reward_errors']}; prompts left out as too long {report['prompts_left_out_too_long']}")
-    print(f"wrote {report['out']}/eval.json, samples.jsonl, problems.jsonl")
+    print(f"wrote {report['out']}/eval.json, samples.jsonl, problems.jsonl, eval.log")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rlreason", description="RL fine-tuning for verifiable reasoning")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="run a recipe: rlreason train recipes/NAME.yaml [key=value ...]")
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are UsageErrors (main's one error path) instead of a usage block and exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="print the traceback of an error (it is always in the log)")
+    parser = _Parser(prog="rlreason", description="RL fine-tuning for verifiable reasoning", parents=[common], allow_abbrev=False,
+                     epilog="exit status: 0 done, 2 a usage or config error, 1 a failed run (docs/quickstart.md#errors)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("train", parents=[common], allow_abbrev=False, help="run a recipe: rlreason train recipes/NAME.yaml [key=value ...]")
     p.add_argument("recipe", help="YAML recipe (sparse: only what differs from the defaults)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.kl_coef=0.01 rollout.group_size=4")
+    p.add_argument("overrides", nargs="*", default=[], help="dotted overrides, e.g. algo.kl_coef=0.01 rollout.group_size=4 (before or after the flags)")
     p.add_argument(
         "--resume", metavar="auto|PATH",
         help="'auto': continue from the run's newest complete checkpoint (start fresh if there is none); "
@@ -110,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         help="check the recipe (config, reward, model config and tokenizer, data mapping, placement) without weights or training",
     )
     p.set_defaults(fn=_train)
-    e = sub.add_parser("export", help="write a checkpoint's policy as a plain HF model directory")
+    e = sub.add_parser("export", parents=[common], allow_abbrev=False, help="write a checkpoint's policy as a plain HF model directory")
     e.add_argument("checkpoint", help="a checkpoint directory (runs/NAME/checkpoints/step_N) or a run directory (its newest)")
     e.add_argument("out", help="output directory (must not exist)")
     e.set_defaults(fn=_export)
-    v = sub.add_parser("eval", help="pass@k / maj@k / best-of-N of a model on a data set, sampled with vLLM")
+    v = sub.add_parser("eval", parents=[common], allow_abbrev=False, help="pass@k / maj@k / best-of-N of a model on a data set, sampled with vLLM")
     v.add_argument("model", help="'tiny', an HF model directory or hub id, a run directory (final/ or its newest checkpoint) or a checkpoint")
     v.add_argument("--dataset", required=True, help="gsm8k, math500, aime2024, amc2023, humaneval, addition; a hub id; or a .jsonl/.json/.parquet file")
     v.add_argument("--split", help="hub split (default: the data set's, 'test' for the built-ins)")
@@ -124,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--reward", help="the reward that judges samples (default: the data set's: math, or code for humaneval)")
     v.add_argument("--template", choices=["chat", "r1_zero", "plain", "raw"], help="prompt template (default: the data set's)")
     v.add_argument("--n", type=int, default=4, help="samples per problem")
-    v.add_argument("--k", type=int, nargs="+", help="k values for pass@k / maj@k / best_of_k (default: 1 and n)")
+    v.add_argument("--k", type=int, nargs="+", help="k values for pass@k / maj@k / best_of_k, each <= n (default: 1 and n)")
     v.add_argument("--temperature", type=float, default=0.6)
     v.add_argument("--top-p", type=float, default=1.0)
     v.add_argument("--max-tokens", type=int, default=256)
@@ -138,9 +155,128 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--unsafe-code", action="store_true", help="run code without the bubblewrap sandbox (loud warning)")
     v.add_argument("--out", help="output directory (default runs/eval-DATASET-TIME)")
     v.set_defaults(fn=_eval)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.fn(args)
+    return parser, sub.choices
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """`rlreason [--verbose] COMMAND ...`, the command's positionals and flags in any order
+    (argparse's intermixed parsing; it does not combine with subparsers, so the options before
+    the command are read first, then the command's arguments). Raises UsageError."""
+    parser, commands = _parsers()
+    i = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    args = parser.parse_args(argv[:i])  # the options before the command; --help lists the commands
+    if i == len(argv):
+        parser.error(f"no command; choose one of {', '.join(commands)}")
+    if argv[i] not in commands:
+        parser.error(f"unknown command {argv[i]!r}; choose one of {', '.join(commands)}")
+    args.command = argv[i]
+    return commands[argv[i]].parse_intermixed_args(argv[i + 1 :], args)
+
+
+class CommandLog:
+    """The full log of one command: everything it prints on stdout and stderr (its log records,
+    the lines Ray forwards from the actors, progress), then the traceback of an error. It starts
+    in $RLREASON_LOG_DIR (default ~/.cache/rlreason/logs, the newest KEEP_LOGS kept); a training
+    run moves it into its run directory, an eval into its output directory."""
+
+    def __init__(self, command: str):
+        folder = Path(os.environ.get("RLREASON_LOG_DIR") or "~/.cache/rlreason/logs").expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # e.g. a read-only home on a cluster node
+            folder = Path(tempfile.gettempdir()) / "rlreason-logs"
+            folder.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # another command may be pruning too
+            for old in sorted(folder.glob("*.log"), key=os.path.getmtime)[:-KEEP_LOGS]:
+                old.unlink(missing_ok=True)
+        self.path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        self.file = open(self.path, "a", buffering=1)  # line-buffered: a killed run keeps its lines
+        self.lock = threading.Lock()  # Ray prints the actors' lines from a thread of its own
+        self.streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(sys.stdout, self), _Tee(sys.stderr, self)
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            if not self.file.closed:  # a handler may still hold the tee after close()
+                self.file.write(text)
+
+    def move_to(self, path: Path) -> None:
+        """Go on in `path` (appended to: a resumed run keeps one log), with what was logged so far."""
+        with self.lock:
+            self.file.close()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(self.path.read_text())
+            self.path.unlink()
+            self.path, self.file = path, open(path, "a", buffering=1)
+
+    def add_traceback(self, error: BaseException) -> None:
+        """The traceback, in the log only."""
+        self.write("".join(traceback.format_exception(error)))
+
+    def close(self) -> None:
+        sys.stdout, sys.stderr = self.streams
+        with self.lock:
+            self.file.close()
+
+
+class _Tee:
+    """A text stream that also writes to a CommandLog."""
+
+    def __init__(self, stream, log: CommandLog):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding ...: the stream's
+        return getattr(self.stream, name)
+
+
+def exit_code(e: BaseException) -> int | None:
+    """2 for a mistake the user can fix, 1 for a run that failed, None for a bug in rlreason."""
+    from rlreason.rewards.sandbox import IsolationUnavailable
+
+    if isinstance(e, UserError):
+        return e.exit_code
+    if isinstance(e, (*USER_OS_ERRORS, IsolationUnavailable)):
+        return 2
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """The error's message on one line; for an error Ray re-raised, its cause's (not the remote traceback)."""
+    cause = getattr(e, "cause", None)
+    e = cause if isinstance(cause, BaseException) else e
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error ends here as one line on stderr and an exit status."""
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as e:  # nothing ran: no log
+        print(e, file=sys.stderr)
+        return 2
+    args.log = CommandLog(args.command)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # to stderr, so into the log too
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print(f"rlreason {args.command}: interrupted (full log: {args.log.path})", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  the one place errors are reported
+        code = exit_code(e)
+        if code is None or args.verbose:
+            traceback.print_exception(e)
+        else:
+            args.log.add_traceback(e)
+        what = one_line(e) if code is not None else f"internal error (a bug in rlreason, please report it): {type(e).__name__}: {one_line(e)}"
+        print(f"rlreason {args.command}: {what} (full log: {args.log.path})", file=sys.stderr)
+        return 1 if code is None else code
+    finally:
+        args.log.close()
 
 
 if __name__ == "__main__":

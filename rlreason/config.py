@@ -8,6 +8,7 @@ ill-typed values stop the run before any work, naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,9 +18,13 @@ from typing import Any
 import yaml
 
 from rlreason.data.stream import ADDITION_DIGITS, HELDOUT_SEED, HELDOUT_SIZE
+from rlreason.errors import UserError
 
 
-class ConfigError(ValueError):
+DTYPES = ("float32", "bfloat16", "float16")  # a model's, an engine's
+
+
+class ConfigError(UserError, ValueError):
     """A recipe or override that does not fit the config tree."""
 
 
@@ -29,20 +34,39 @@ def _choose(ok: bool, key: str, value: Any, allowed: Any) -> None:
         raise ConfigError(f"key '{key}': unknown value {value!r}; choose one of {allowed}")
 
 
-def _positive(section: str, obj: Any, *names: str) -> None:
-    """ConfigError naming the first of obj's `names` that is not > 0 (keys 'section.name')."""
+def check_range(label: str, value: float, low: float = 0, high: float | None = None, low_open: bool = False, high_open: bool = False) -> None:
+    """ConfigError "LABEL: must be a finite number > 0, got nan" unless `value` is finite and in
+    [low, high] (an open end leaves its bound out; high None: no upper bound). NaN and inf never pass."""
+    above = value > low if low_open else value >= low
+    below = high is None or (value < high if high_open else value <= high)
+    if not (math.isfinite(value) and above and below):
+        if high is None:
+            bound = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        raise ConfigError(f"{label}: must be {kind} {bound}, got {value}")
+
+
+def _each(section: str, obj: Any, names: tuple[str, ...], **bounds) -> None:
+    """check_range on each of obj's `names`, as keys 'section.name'."""
     for name in names:
-        value = getattr(obj, name)
-        if value <= 0:
-            raise ConfigError(f"key '{section}.{name}': must be > 0, got {value}")
+        check_range(f"key '{section}.{name}'", getattr(obj, name), **bounds)
+
+
+def _positive(section: str, obj: Any, *names: str) -> None:
+    """Each of obj's `names` is finite and > 0 (a count, a size, a divisor)."""
+    _each(section, obj, names, low_open=True)
 
 
 def _non_negative(section: str, obj: Any, *names: str) -> None:
-    """ConfigError naming the first of obj's `names` that is < 0 (keys 'section.name')."""
-    for name in names:
-        value = getattr(obj, name)
-        if value < 0:
-            raise ConfigError(f"key '{section}.{name}': must be >= 0, got {value}")
+    """Each of obj's `names` is finite and >= 0."""
+    _each(section, obj, names)
+
+
+def _fraction(section: str, obj: Any, *names: str) -> None:
+    """Each of obj's `names` is in [0, 1] (a probability, a share)."""
+    _each(section, obj, names, high=1)
 
 
 @dataclass
@@ -57,6 +81,14 @@ class TinyModelConfig:
     max_position_embeddings: int = 256
     seed: int = 0
 
+    def check(self) -> None:
+        _positive("model.tiny", self, "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings")
+        _non_negative("model.tiny", self, "seed")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"key 'model.tiny.num_heads': must divide model.tiny.hidden_size={self.hidden_size}, got {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"key 'model.tiny.num_kv_heads': must divide model.tiny.num_heads={self.num_heads}, got {self.num_kv_heads}")
+
 
 @dataclass
 class ModelConfig:
@@ -66,7 +98,11 @@ class ModelConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
     def check(self) -> None:
-        _choose(self.dtype in ("float32", "bfloat16", "float16"), "model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
+        """Known dtype and a path; whether the path exists is resolve_model's (rlreason.models) and the dry run's."""
+        _choose(self.dtype in DTYPES, "model.dtype", self.dtype, list(DTYPES))
+        if not self.path.strip():
+            raise ConfigError("key 'model.path': empty; use 'tiny', a local model directory or a hub id")
+        self.tiny.check()
 
 
 @dataclass
@@ -107,7 +143,8 @@ class TaskConfig:
         """A known task; for task.name=dataset, a source, a known template and extraction (the
         rows themselves are checked when they load, naming the row)."""
         _choose(self.name in ("addition", "functions", "dataset"), "task.name", self.name, ["addition", "functions", "dataset"])
-        _non_negative("task", self, "train_size")
+        _positive("task", self, "digits", "heldout_size")
+        _non_negative("task", self, "train_size", "seed")
         if self.name == "dataset":
             from rlreason.data.datasets import ANSWER_EXTRACTS
             from rlreason.data.templates import TEMPLATES
@@ -132,6 +169,11 @@ class WarmStartConfig:
     # carry, functions leaves out the constant term.
     teacher_error: float = 0.6
 
+    def check(self) -> None:
+        _positive("warm_start", self, "steps", "batch_size", "lr")
+        _non_negative("warm_start", self, "warmup_steps")
+        _fraction("warm_start", self, "teacher_error")
+
 
 @dataclass
 class RolloutConfig:
@@ -155,11 +197,12 @@ class RolloutConfig:
     max_staleness: int = 0
 
     def check(self) -> None:
-        _choose(self.dtype in ("", "float32", "bfloat16", "float16"), "rollout.dtype", self.dtype, ["''", "float32", "bfloat16", "float16"])
-        _positive("rollout", self, "group_size", "prompts_per_step", "max_tokens")
-        _non_negative("rollout", self, "max_staleness")
-        if self.temperature <= 0:
-            raise ConfigError("key 'rollout.temperature': must be > 0 for RL sampling")
+        _choose(self.dtype in ("", *DTYPES), "rollout.dtype", self.dtype, ["''", *DTYPES])
+        _positive("rollout", self, "group_size", "prompts_per_step", "max_tokens", "max_model_len", "temperature", "kv_cache_gib")
+        _non_negative("rollout", self, "max_staleness", "seed")
+        _each("rollout", self, ("top_p",), high=1, low_open=True)
+        if self.max_tokens >= self.max_model_len:
+            raise ConfigError(f"key 'rollout.max_tokens': {self.max_tokens} leaves no room for a prompt in rollout.max_model_len={self.max_model_len}")
 
 
 @dataclass
@@ -191,13 +234,17 @@ class AlgoConfig:
         _choose(self.policy_loss in algos.POLICY_LOSSES, "algo.policy_loss", self.policy_loss, sorted(algos.POLICY_LOSSES))
         _choose(self.kl_estimator in algos.KL_ESTIMATORS, "algo.kl_estimator", self.kl_estimator, sorted(algos.KL_ESTIMATORS))
         _choose(self.loss_agg in (None, *algos.AGGREGATIONS), "algo.loss_agg", self.loss_agg, sorted(algos.AGGREGATIONS))
-        _choose(self.dual_clip is None or self.dual_clip > 1, "algo.dual_clip", self.dual_clip, "a number > 1 or null")
+        if self.dual_clip is not None:
+            _each("algo", self, ("dual_clip",), low=1, low_open=True)
         _choose(self.group_filter in algos.GROUP_FILTERS, "algo.group_filter", self.group_filter, sorted(algos.GROUP_FILTERS))
-        _choose(self.tis_cap is None or self.tis_cap > 0, "algo.tis_cap", self.tis_cap, "a number > 0 or null")
+        if self.tis_cap is not None:
+            _positive("algo", self, "tis_cap")
         token_level = getattr(algos.POLICY_LOSSES[self.policy_loss], "token_level_ratio", True)
         _choose(self.tis_cap is None or token_level, "algo.tis_cap", self.tis_cap,
                 f"null with {self.policy_loss} (token weights; {self.policy_loss}'s ratio is per sequence)")
-        _positive("algo", self, "epochs", "minibatches", "max_sampling_rounds")
+        _positive("algo", self, "epochs", "minibatches", "max_sampling_rounds", "std_eps")
+        _each("algo", self, ("clip_low",), high=1, high_open=True)  # the ratio's floor is 1 - clip_low
+        _non_negative("algo", self, "clip_high", "entropy_coef", "overlong_penalty", "kl_coef")
         if self.kl_in_reward and self.kl_coef <= 0:
             raise ConfigError("key 'algo.kl_in_reward': needs algo.kl_coef > 0")
 
@@ -215,6 +262,10 @@ class CriticConfig:
     gamma: float = 1.0
     lam: float = 1.0
     whiten: bool = True  # normalise GAE advantages over the batch's completion tokens
+
+    def check(self) -> None:
+        _positive("critic", self, "lr", "value_clip")
+        _fraction("critic", self, "gamma", "lam")
 
 
 # optim.attn_implementation: 'auto', or one of transformers' attention kernels
@@ -255,7 +306,13 @@ class OptimConfig:
         _choose(self.schedule in ("constant", "cosine"), "optim.schedule", self.schedule, ["constant", "cosine"])
         _choose(self.mixed_precision in ("auto", "bfloat16", ""), "optim.mixed_precision", self.mixed_precision, ["auto", "bfloat16", "''"])
         _choose(self.attn_implementation in ATTN_IMPLEMENTATIONS, "optim.attn_implementation", self.attn_implementation, list(ATTN_IMPLEMENTATIONS))
-        _positive("optim", self, "micro_batch_size")
+        _positive("optim", self, "lr", "micro_batch_size", "grad_clip")
+        _non_negative("optim", self, "warmup_steps", "weight_decay", "micro_batch_tokens")
+        _fraction("optim", self, "min_lr_ratio")
+        if len(self.betas) != 2:
+            raise ConfigError(f"key 'optim.betas': must be two numbers [beta1, beta2], got {self.betas}")
+        for i, beta in enumerate(self.betas):
+            check_range(f"key 'optim.betas[{i}]'", beta, high=1, high_open=True)
 
 
 @dataclass
@@ -272,10 +329,20 @@ class EvalConfig:
     reward: str = ""
 
     def check(self) -> None:
+        """Ranges, the reward, the template, and that each of eval.datasets names a built-in, an
+        existing file or a hub id (whether the hub has it is known when it loads)."""
+        from rlreason.data.datasets import get_spec
         from rlreason.data.templates import TEMPLATES
 
+        _non_negative("eval", self, "every")
+        _positive("eval", self, "size", "dataset_size")
+        for i, name in enumerate(self.datasets):
+            try:
+                get_spec(name)
+            except FileNotFoundError as e:
+                raise ConfigError(f"key 'eval.datasets[{i}]': {e}") from None
         if self.reward:
-            _check_reward("eval.reward", self.reward)
+            check_reward("eval.reward", self.reward)
         if self.template and self.template not in TEMPLATES:
             raise ConfigError(f"key 'eval.template': unknown value {self.template!r}; choose one of {sorted(TEMPLATES)}")
 
@@ -294,6 +361,7 @@ class ScoringConfig:
 
     def check(self) -> None:
         _positive("scoring", self, "workers")
+        _fraction("scoring", self, "max_error_frac")
 
 
 @dataclass
@@ -377,11 +445,10 @@ class RayConfig:
         if self.transport == "gloo" and self.rollout_gpus > 0:
             raise ConfigError("key 'ray.transport': 'gloo' is for CPU rollout engines (vLLM's engine core in the actor's "
                               "process); with ray.rollout_gpus > 0 use 'nccl'")
-        for key in ("rollout_workers", "learner_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"key 'ray.{key}': must be > 0, got {getattr(self, key)}")
-        if self.max_worker_restarts < 0:
-            raise ConfigError(f"key 'ray.max_worker_restarts': must be >= 0, got {self.max_worker_restarts}")
+        _positive("ray", self, "rollout_workers", "learner_workers", "sync_timeout_s", "sync_bucket_mb", "placement_timeout_s")
+        _non_negative("ray", self, "max_worker_restarts", "learner_cpus", "rollout_cpus", "learner_gpus", "rollout_gpus", "threads")
+        if self.num_cpus is not None:
+            _positive("ray", self, "num_cpus")
 
 
 @dataclass
@@ -534,9 +601,9 @@ def _merge_recipe(cfg: Config, path: Path, seen: tuple) -> None:
 def validate(cfg: Config) -> None:
     """Every check the types alone cannot express: the top-level keys, each section's own
     check() (every section that has one, once), then the checks across sections."""
-    if cfg.steps <= 0:
-        raise ConfigError(f"key 'steps': must be > 0, got {cfg.steps}")
-    _check_reward("reward", cfg.reward)
+    check_range("key 'steps'", cfg.steps, low_open=True)
+    check_range("key 'seed'", cfg.seed)
+    check_reward("reward", cfg.reward)
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
         if dataclasses.is_dataclass(section) and hasattr(section, "check"):
@@ -572,13 +639,20 @@ def _validate_across(cfg: Config) -> None:
             "its prompt, so with a group of 1 every advantage is 0 and nothing is learned; set rollout.group_size >= 2, "
             "or algo.advantage=reinforce_pp (normalised over the whole batch)"
         )
+    batch = cfg.rollout.prompts_per_step * cfg.rollout.group_size
+    if cfg.algo.minibatches > batch:
+        raise ConfigError(f"key 'algo.minibatches': {cfg.algo.minibatches} exceeds the {batch} samples of a step "
+                          "(rollout.prompts_per_step x rollout.group_size)")
+    if cfg.model.path == "tiny" and cfg.rollout.max_model_len > cfg.model.tiny.max_position_embeddings:
+        raise ConfigError(f"key 'rollout.max_model_len': {cfg.rollout.max_model_len} exceeds the tiny model's "
+                          f"model.tiny.max_position_embeddings={cfg.model.tiny.max_position_embeddings}")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
     if cfg.rollout.max_staleness > 0 and cfg.algo.tis_cap is None:
         raise ConfigError("key 'rollout.max_staleness': async mode samples with an older policy; set algo.tis_cap (e.g. 2.0) to correct for it")
 
 
-def _check_reward(key: str, spec: str) -> None:
+def check_reward(key: str, spec: str) -> None:
     """resolve_reward(spec): unknown names and broken plug-in paths fail here, before any work."""
     from rlreason.rewards import resolve_reward
 

@@ -5,7 +5,9 @@ does not have, e.g. the hub; the reason is given):
 
     config     the recipe and overrides fit the config tree (done before this module runs)
     reward     the reward names resolve; a code reward finds its sandbox
-    model      config.json and tokenizer (no weights): parameter count on the meta device,
+    model      where it is (rlreason.models.resolve_model: a local path that is not there, or a
+               repository the hub does not have, is a FAIL; a hub it cannot ask, unchecked);
+               config.json and tokenizer (no weights): parameter count on the meta device,
                context length against rollout.max_model_len, the chat template when used
     data       the training rows load and map (every row: a missing field names its row),
                the template renders, prompts fit max_model_len - max_tokens, held-out size
@@ -13,7 +15,7 @@ does not have, e.g. the hub; the reason is given):
     placement  the GPUs and CPUs the actors ask for, against the Ray cluster when one is named
                (RAY_ADDRESS / ray.address), and a memory estimate for the learner
 
-Exit status 0 when nothing failed, 1 otherwise.
+Exit status 0 when nothing failed, 1 otherwise (the last line names each FAIL and its reason).
 """
 
 from __future__ import annotations
@@ -37,13 +39,20 @@ def _model(cfg: Config, checks: list[Check]):
     """(tokenizer or None, parameter count or None)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from rlreason.models import ensure_tiny_model
+    from rlreason.errors import HubUnreachable, NotFound
+    from rlreason.models import resolve_model
 
-    path = str(ensure_tiny_model(cfg.model)) if cfg.model.path == "tiny" else os.path.expanduser(cfg.model.path)
     try:
+        path = resolve_model(cfg.model)  # a local path, the HF cache, 'tiny', the hub: says which failed
         mcfg = AutoConfig.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001  offline hub, missing dir, gated repo: report, do not crash
-        checks.append(Check("model", UNCHECKED, f"{cfg.model.path}: config.json not reachable ({type(e).__name__}: {str(e).splitlines()[0][:160]})"))
+    except HubUnreachable as e:  # nothing this machine can check
+        checks.append(Check("model", UNCHECKED, str(e)))
+        return None, None
+    except NotFound as e:  # a missing directory, a repository the hub does not have
+        checks.append(Check("model", FAIL, str(e)))
+        return None, None
+    except Exception as e:  # noqa: BLE001  a config.json transformers cannot read: report, do not crash
+        checks.append(Check("model", FAIL, f"{cfg.model.path}: config.json not readable ({type(e).__name__}: {str(e).splitlines()[0][:160]})"))
         return None, None
     import torch
     from transformers import AutoModelForCausalLM
@@ -68,12 +77,18 @@ def _data(name: str, spec, tokenizer, budget: int, checks: list[Check], need: in
     """Load and map every row; render and length-filter when the tokenizer is at hand."""
     from rlreason.data.datasets import load_problems, resolved_source
     from rlreason.data.templates import fitting_prompts, render
+    from rlreason.errors import HubUnreachable, UserError
 
     try:
         problems = load_problems(spec)
-    except Exception as e:  # noqa: BLE001  a hub that cannot be reached, a missing field (names its row), a bad file
-        unreachable = "ConnectionError" in type(e).__name__ or "offline" in str(e).lower() or "couldn't reach" in str(e).lower()
-        checks.append(Check(name, UNCHECKED if unreachable else FAIL, f"{resolved_source(spec)}: {type(e).__name__}: {str(e).splitlines()[0][:240]}"))
+    except HubUnreachable as e:  # not local, not cached, and no hub to ask
+        checks.append(Check(name, UNCHECKED, str(e)))
+        return
+    except UserError as e:  # a missing file, a row that lacks a field (named), a file that does not parse
+        checks.append(Check(name, FAIL, str(e)))
+        return
+    except Exception as e:  # noqa: BLE001  anything else the reader raises: report, do not crash
+        checks.append(Check(name, FAIL, f"{resolved_source(spec)}: {type(e).__name__}: {str(e).splitlines()[0][:240]}"))
         return
     checks.append(Check(name, OK, f"{resolved_source(spec)}: {len(problems)} rows mapped (question, {'tests' if spec.tests else 'gold answer'})"))
     if tokenizer is None:

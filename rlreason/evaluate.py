@@ -145,8 +145,11 @@ def resolve_eval_model(model: str, max_model_len: int) -> str:
     a checkpoint         runs/NAME/checkpoints/step_N -> its policy/ (must be complete)
     a run directory      its final/ when the run finished, else its newest complete checkpoint's policy/
     an HF model dir      as is
-    anything else        an HF hub id, as is."""
+    anything else        an HF hub id, from the HF cache or the hub (rlreason.models.locate_model).
+    A path that is not there, or holds none of these, is NotFound."""
     from rlreason import checkpoint
+    from rlreason.errors import NotFound, is_local_path
+    from rlreason.models import locate_model
 
     if model == "tiny":
         from rlreason.config import ModelConfig, TinyModelConfig
@@ -154,20 +157,22 @@ def resolve_eval_model(model: str, max_model_len: int) -> str:
 
         # Rotary positions have no weights: a longer context gives the very same model.
         return str(ensure_tiny_model(ModelConfig(tiny=TinyModelConfig(max_position_embeddings=max(256, max_model_len)))))
+    if not is_local_path(model):
+        return locate_model(model)
     path = Path(model).expanduser()
-    if not path.exists():
-        return model
+    if not path.is_dir():
+        raise NotFound(f"no such model directory: {model}")
     if (path / "config.json").is_file():
         return str(path)
     if checkpoint._STEP_DIR.match(path.name):
         if not checkpoint.is_complete(path):
-            raise FileNotFoundError(f"{model}: not a complete checkpoint (no valid {checkpoint.MARKER} marker)")
+            raise NotFound(f"{model}: not a complete checkpoint (no valid {checkpoint.MARKER} marker)")
         return str(path / "policy")
     if (path / "final" / "config.json").is_file():
         return str(path / "final")
     ckpt = checkpoint.latest(path / "checkpoints")
     if ckpt is None:
-        raise FileNotFoundError(f"{model}: neither an HF model directory, a checkpoint, nor a run directory with final/ or a complete checkpoint")
+        raise NotFound(f"{model}: neither an HF model directory, a checkpoint, nor a run directory with final/ or a complete checkpoint")
     return str(ckpt / "policy")
 
 
@@ -294,18 +299,45 @@ class EvalSettings:
     unsafe_code: bool = False
     out: str | None = None
 
+    def check(self) -> None:
+        """ConfigError naming the flag of the first value out of range (before any work)."""
+        from rlreason.config import DTYPES, ConfigError, check_range, check_reward
+
+        for name in ("n", "max_tokens", "max_model_len", "kv_cache_gib", *(["limit"] if self.limit is not None else [])):
+            check_range(_flag(name), getattr(self, name), low_open=True)
+        for name in ("seed", "threads", "temperature"):
+            check_range(_flag(name), getattr(self, name))
+        check_range("--top-p", self.top_p, high=1, low_open=True)
+        for k in self.ks:
+            check_range("--k", k, low=1, high=self.n)
+        if self.max_tokens >= self.max_model_len:
+            raise ConfigError(f"--max-tokens: {self.max_tokens} leaves no room for a prompt in --max-model-len {self.max_model_len}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype: unknown value {self.dtype!r}; choose one of {list(DTYPES)}")
+        if not (self.scorer in ("verifier", "none") or (self.scorer.startswith("rm:") and len(self.scorer) > 3)):
+            raise ConfigError(f"--scorer: unknown value {self.scorer!r}; use 'verifier', 'rm:PATH' or 'none'")
+        if self.reward:
+            check_reward("--reward", self.reward)
+
+
+def _flag(name: str) -> str:
+    """EvalSettings field -> its `rlreason eval` flag: max_tokens -> --max-tokens."""
+    return "--" + name.replace("_", "-")
+
 
 def run_eval(s: EvalSettings) -> dict:
     """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content."""
     from transformers import AutoTokenizer
 
     from rlreason.data.datasets import get_spec, spec_dict
+    from rlreason.models import locate_model
     from rlreason.rewards import prepare_rewards
 
+    s.check()
     t_start = time.time()
     ks = sorted(set(s.ks) | {1})
-    if max(ks) > s.n:
-        raise ValueError(f"--k {max(ks)} needs --n >= {max(ks)} samples per problem")
+    if s.scorer.startswith("rm:"):
+        locate_model(s.scorer[3:])  # a reward model that is not there fails now, not after sampling
     spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
     prepare_rewards(spec.reward, unsafe_code=s.unsafe_code, threads=SCORING_THREADS)
     model_path = resolve_eval_model(s.model, s.max_model_len)
@@ -366,9 +398,7 @@ def _scorer_scores(scorer: str, es: EvalSet, flat: list, rewards: list[float]) -
         return list(rewards)
     if scorer.startswith("rm:"):
         return RewardModelScorer(scorer[3:])([es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat])
-    if scorer != "none":
-        raise ValueError(f"--scorer {scorer!r}: use 'verifier', 'rm:PATH' or 'none'")
-    return None
+    return None  # 'none' (EvalSettings.check refuses any other)
 
 
 def result_rows(es: EvalSet, groups, scores, ranks: list[float] | None, ks: list[int]) -> tuple[list[dict], list[dict]]:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlreason.config import ModelConfig, TinyModelConfig
+from rlreason.errors import NotFound, is_local_path, nowhere
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -115,8 +116,37 @@ def ensure_tiny_model(model_cfg: ModelConfig) -> Path:
 
 
 def resolve_model(model_cfg: ModelConfig) -> str:
-    """The path or hub id that transformers and vLLM should load."""
+    """The path or hub id that transformers and vLLM should load: the built tiny model, or locate_model's."""
     if model_cfg.path == "tiny":
         return str(ensure_tiny_model(model_cfg))
-    local = Path(os.path.expanduser(model_cfg.path))
-    return str(local) if local.exists() else model_cfg.path  # else an HF hub id
+    return locate_model(model_cfg.path)
+
+
+def locate_model(name: str) -> str:
+    """The local directory or hub id to load for `name`, tried in order: a local path (a name that
+    looks like one is never a hub id: rlreason.errors.is_local_path), the HF cache, the hub (its
+    config.json is fetched into the cache, where transformers and vLLM then find it).
+    Raises NotFound, or HubUnreachable when the hub could not be asked, saying what was tried."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError
+
+    if is_local_path(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise NotFound(f"no such model directory: {name}")
+        if not (path / "config.json").is_file():
+            raise NotFound(f"{name}: not a model directory (no config.json)")
+        return str(path)
+    tried = ["not a local path", f"not in the HF cache ({constants.HF_HUB_CACHE})", "not the built-in 'tiny'"]
+    try:
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            hf_hub_download(name, "config.json")
+    except HFValidationError as e:
+        raise NotFound(f"model {name!r}: {', '.join(tried)}, and not a hub id ({e})") from None
+    except LocalEntryNotFoundError as e:  # offline, or no network
+        raise nowhere("model", name, tried, e) from e
+    except RepositoryNotFoundError as e:  # also a gated repository without access
+        raise NotFound(f"model {name!r}: {', '.join(tried)}, and the hub has no such model, or it is gated ({type(e).__name__})") from e
+    except RemoteEntryNotFoundError:
+        raise NotFound(f"model {name!r}: the hub has it, but no config.json: not a transformers model") from None
+    return name

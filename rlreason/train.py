@@ -87,27 +87,29 @@ def train(cfg: Config, resume: str | None = None) -> dict:
         done = checkpoint.checkpoint_step(ckpt)
         if done >= cfg.steps:
             return {"finished": True, "step": done, "checkpoint": str(ckpt)}
+
+    from rlreason.evaluate import eval_specs
+    from rlreason.models import resolve_model
+    from rlreason.rewards import prepare_rewards
+
+    # Refuse before any work: e.g. no sandbox for a code reward (the training, eval and eval sets'
+    # rewards), a model that is nowhere (a local path, the HF cache, 'tiny', the hub)
+    specs = [cfg.reward, cfg.eval.reward, *(spec.reward for spec in eval_specs(cfg))]
+    prepare_rewards(" + ".join(s for s in specs if s), cfg.scoring.unsafe_code, cfg.scoring.workers)
+    model_path = resolve_model(cfg.model)
+    if ckpt is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.clean_partial(run_dir / "checkpoints")
         dump(cfg, run_dir / "config.yaml")
     else:
         prepare_run_dir(cfg, fresh_ok=resume == "auto")
 
-    from rlreason.evaluate import eval_specs
-    from rlreason.rewards import prepare_rewards
-
-    # e.g. no sandbox for a code reward: refuse before any work (the training, eval and eval sets' rewards)
-    specs = [cfg.reward, cfg.eval.reward, *(spec.reward for spec in eval_specs(cfg))]
-    prepare_rewards(" + ".join(s for s in specs if s), cfg.scoring.unsafe_code, cfg.scoring.workers)
-
     import ray
 
     from rlreason.cluster.actors import connect
     from rlreason.cluster.placement import build_placement, shutdown_placement
     from rlreason.loop import resolve_inputs, run
-    from rlreason.models import resolve_model
 
-    model_path = resolve_model(cfg.model)
     log.info("model: %s; run dir: %s%s", model_path, run_dir, f"; resuming {ckpt}" if ckpt else "")
     started = connect(cfg)  # False: this process was connected already (a notebook, a test), and stays so
     try:

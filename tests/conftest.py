@@ -20,6 +20,22 @@ def tiny_model_dir(tmp_path_factory):
     return ensure_tiny_model(cfg), cfg
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub: fail fast instead of retrying an unreachable one (5 retries with backoff: ~23 s a
+    model config), and say 'offline' in the not-found lines. huggingface_hub and datasets read the variables once, when first imported: in a
+    full pytest run another test has imported them already, so their constants are set too."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
 # Logical CPUs of the session's Ray cluster: room for the shared engine, a learner, a 2-worker pool
 # and 2 learner ranks at once. Ray does not bind actors to cores, so more than the machine has is fine.
 RAY_CPUS = 8

@@ -131,7 +131,8 @@ def test_every_section_checks_itself_once_at_load_time(monkeypatch):
     with pytest.raises(ConfigError, match=r"key 'ray\.placement': unknown value 'nowhere'"):
         load_config(None, ["ray.placement=nowhere"])
     calls = []
-    sections = (C.ModelConfig, C.TaskConfig, C.RolloutConfig, C.AlgoConfig, C.OptimConfig, C.EvalConfig, C.ScoringConfig, C.CheckpointConfig, C.RayConfig)
+    sections = (C.ModelConfig, C.TaskConfig, C.WarmStartConfig, C.RolloutConfig, C.AlgoConfig, C.CriticConfig, C.OptimConfig,
+                C.EvalConfig, C.ScoringConfig, C.CheckpointConfig, C.RayConfig)
     for cls in sections:
         monkeypatch.setattr(cls, "check", lambda self, _check=cls.check, _name=cls.__name__: (calls.append(_name), _check(self))[1])
     load_config(None, [])
@@ -171,3 +172,44 @@ def test_configs_that_would_learn_nothing_or_the_wrong_thing_are_refused():
         with pytest.raises(ConfigError, match=rf"keys 'rollout.group_size' and 'algo.advantage': {advantage} compares each sample"):
             load_config(None, ["rollout.group_size=1", f"algo.advantage={advantage}"])
     load_config(None, ["rollout.group_size=1", "algo.advantage=reinforce_pp"])
+
+
+def numeric_keys() -> list[tuple[str, type]]:
+    """Every int and float key of the config tree (optional ones too), with its type."""
+    import dataclasses
+    import typing
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+            if dataclasses.is_dataclass(inner[0]):
+                yield from walk(inner[0], f"{prefix}{f.name}.")
+            elif inner[0] in (int, float):
+                yield f"{prefix}{f.name}", inner[0]
+
+    return list(walk(Config, ""))
+
+
+@pytest.mark.parametrize("key, tp", numeric_keys(), ids=[k for k, _ in numeric_keys()])
+def test_every_numeric_key_refuses_nonsense_naming_the_key(key, tp):
+    """NaN and inf for every float key, -1 for every int key: a config error that names the key."""
+    for value in ([".nan", ".inf", "-.inf"] if tp is float else ["-1"]):
+        with pytest.raises(ConfigError, match=rf"'{key}'"):
+            load_config(None, [f"{key}={value}"])
+
+
+def test_range_messages_and_cross_checks():
+    with pytest.raises(ConfigError, match=r"^key 'optim\.lr': must be a finite number > 0, got nan$"):
+        load_config(None, ["optim.lr=nan"])
+    with pytest.raises(ConfigError, match=r"^key 'rollout\.top_p': must be a finite number in \(0, 1\], got 0\.0$"):
+        load_config(None, ["rollout.top_p=0"])
+    with pytest.raises(ConfigError, match=r"key 'optim\.betas\[1\]': must be a finite number in \[0, 1\)"):
+        load_config(None, ["optim.betas=[0.9, 1.0]"])
+    with pytest.raises(ConfigError, match=r"key 'algo\.minibatches': 300 exceeds the 256 samples"):
+        load_config(None, ["algo.minibatches=300"])
+    with pytest.raises(ConfigError, match=r"key 'rollout\.max_tokens': 256 leaves no room for a prompt"):
+        load_config(None, ["rollout.max_tokens=256"])
+    with pytest.raises(ConfigError, match=r"key 'model\.tiny\.num_kv_heads': must divide"):
+        load_config(None, ["model.tiny.num_kv_heads=3"])
+    assert load_config(None, ["algo.dual_clip=3", "algo.tis_cap=2", "critic.gamma=1", "optim.min_lr_ratio=0"]).algo.dual_clip == 3.0

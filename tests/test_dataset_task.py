@@ -183,22 +183,6 @@ def statuses(checks) -> dict:
     return {c.name: (c.status, c.detail) for c in checks}
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    """Fail fast instead of retrying an unreachable hub (5 retries with backoff: ~23 s a model
-    config). huggingface_hub and datasets read the variables once, when first imported: in a
-    full pytest run another test has imported them already, so their constants are set too."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-
-
 @pytest.mark.slow  # reads and gold-checks all 8,792 GSM8K rows: ~20-40 s
 def test_dry_run_gsm8k_recipe_maps_every_row(offline):
     from rlreason.dryrun import FAIL, dry_run

@@ -87,14 +87,30 @@ def test_aggregate_per_subject_and_level():
     assert "subject=Geometry" in table and "level=10" in table and "0.5000" in table
 
 
-def test_resolve_eval_model(tmp_path, tiny_model_dir):
+def test_resolve_eval_model(tmp_path, tiny_model_dir, offline, monkeypatch):
     import shutil
 
+    import huggingface_hub.constants
+
     from rlreason import checkpoint
+    from rlreason.errors import HubUnreachable, NotFound
 
     hf_dir, _ = tiny_model_dir
     assert resolve_eval_model(str(hf_dir), 256) == str(hf_dir)
-    assert resolve_eval_model("Qwen/Qwen2.5-Math-1.5B", 256) == "Qwen/Qwen2.5-Math-1.5B"  # a hub id, as is
+    # a hub id: from the HF cache, as is; not cached and no hub: says what it tried, in order
+    hub_cache = tmp_path / "hub"
+    snapshot = hub_cache / "models--Qwen--Qwen2.5-Math-1.5B" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (hub_cache / "models--Qwen--Qwen2.5-Math-1.5B" / "refs").mkdir()
+    (hub_cache / "models--Qwen--Qwen2.5-Math-1.5B" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    assert resolve_eval_model("Qwen/Qwen2.5-Math-1.5B", 256) == "Qwen/Qwen2.5-Math-1.5B"
+    with pytest.raises(HubUnreachable, match=r"'Qwen/Nope': not a local path, not in the HF cache .*, not the built-in 'tiny', and the hub is offline"):
+        resolve_eval_model("Qwen/Nope", 256)
+    # a path is never a hub id
+    with pytest.raises(NotFound, match=r"^no such model directory: \./runs/nope$"):
+        resolve_eval_model("./runs/nope", 256)
     run = tmp_path / "run"
     root = run / "checkpoints"
     for step in (1, 2):

@@ -19,6 +19,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+from rlreason.errors import DataError
 from rlreason.types import Problem
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class DatasetTask:
 
     def __init__(self, problems: list[Problem], name: str):
         if not problems:
-            raise ValueError(f"dataset {name}: no problems to train on")
+            raise DataError(f"dataset {name}: no problems to train on")
         self.problems, self.name = problems, name
 
     def sample(self, rng: random.Random) -> Problem:
@@ -45,7 +46,7 @@ class DatasetTask:
     def teacher(self, problem: Problem, rng: random.Random, error: float) -> str:
         """The row's worked solution (the set's own; `error` does not apply to real data)."""
         if "solution" not in problem.meta:
-            raise ValueError(
+            raise DataError(
                 f"dataset {self.name}: the warm start needs worked solutions, and row {problem.meta.get('row')} has none; "
                 "map one with task.dataset.solution=FIELD, or set warm_start.enabled=false"
             )
@@ -65,7 +66,10 @@ def training_spec(data_cfg):
     overrides = {k: getattr(data_cfg, k) for k in SPEC_KEYS}
     if data_cfg.local:
         overrides["local"] = str(Path(data_cfg.local).expanduser().resolve())
-    spec = get_spec(data_cfg.source, **overrides)
+    try:
+        spec = get_spec(data_cfg.source, **overrides)
+    except FileNotFoundError as e:
+        raise ValueError(f"key 'task.dataset.source': {e}") from None
     if data_cfg.split is None and data_cfg.source not in SPECS and not spec.local:
         spec = replace(spec, split="train")
     return spec

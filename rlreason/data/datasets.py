@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rlreason.errors import DataError, NotFound, UsageError, is_local_path, nowhere
 from rlreason.types import Problem
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,16 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
+def is_local_file(name: str) -> bool:
+    """Whether a data-set name is a local file, never a hub id: a local path (rlreason.errors.is_local_path)
+    or a name with a data file's suffix."""
+    return is_local_path(name) or Path(name).suffix.lower() in LOCAL_SUFFIXES
+
+
 def get_spec(name_or_path: str, prefer_hub: bool = False, **overrides) -> DatasetSpec:
     """A built-in name ('math500'), a built-in's hub id ('HuggingFaceH4/MATH-500': the same mapping,
-    read from the hub), a local file path, or any other hub id; `overrides` replace spec fields."""
+    read from the hub), a local file path, or any other hub id; `overrides` replace spec fields.
+    A local path that is not there is NotFound here; a hub id is looked up when it loads."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if name_or_path in SPECS:
         spec = SPECS[name_or_path]
@@ -167,8 +175,12 @@ def get_spec(name_or_path: str, prefer_hub: bool = False, **overrides) -> Datase
             spec = replace(spec, local=None)
     elif (by_hub := [s for s in SPECS.values() if s.source == name_or_path]):
         spec = replace(by_hub[0], local=None)
+    elif is_local_file(name_or_path):
+        if not Path(name_or_path).expanduser().is_file():
+            raise NotFound(f"file not found: {name_or_path}")
+        spec = DatasetSpec(source=name_or_path, name=Path(name_or_path).stem)
     else:
-        spec = DatasetSpec(source=name_or_path, name=Path(name_or_path).stem if Path(name_or_path).exists() else name_or_path.replace("/", "_"))
+        spec = DatasetSpec(source=name_or_path, name=name_or_path.replace("/", "_"))
     return replace(spec, **overrides)
 
 
@@ -182,19 +194,42 @@ def resolved_source(spec: DatasetSpec) -> str:
 
 
 def _read_rows(spec: DatasetSpec) -> tuple[str, list[dict]]:
-    """(what was read, rows in order)."""
+    """(what was read, rows in order): a local file, else the hub id (from the HF datasets cache,
+    else the hub). Raises NotFound, or HubUnreachable saying what was tried."""
     import datasets
 
     source = resolved_source(spec)
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
     if path.is_file() and suffix in LOCAL_SUFFIXES:
-        ds = datasets.load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
-    elif path.exists() or suffix in LOCAL_SUFFIXES:
-        raise FileNotFoundError(f"dataset {source!r}: not a readable .jsonl, .json or .parquet file")
+        try:
+            ds = datasets.load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
+        except Exception as e:  # noqa: BLE001  malformed JSON, a broken parquet file: the reader's errors vary
+            cause = e.__cause__ or e  # datasets wraps the parser's error, which names the row
+            raise DataError(f"dataset {source}: not readable as {LOCAL_SUFFIXES[suffix]}: {type(cause).__name__}: {cause}") from e
+    elif path.exists():
+        raise NotFound(f"dataset {source!r}: not a readable .jsonl, .json or .parquet file")
+    elif is_local_file(source):
+        raise NotFound(f"file not found: {source}")
     else:
-        ds = datasets.load_dataset(source, spec.hub_config, split=spec.split)
+        ds = _load_hub(source, spec.hub_config, spec.split)
     return source, ds.to_list()
+
+
+def _load_hub(source: str, config: str | None, split: str):
+    """datasets.load_dataset of a hub id, its failures as one line each."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    tried = [f"not a built-in ({', '.join(sorted(SPECS))})", "not a local file", "not in the HF datasets cache"]
+    try:
+        return datasets.load_dataset(source, config, split=split)
+    except ConnectionError as e:  # offline, or no network: datasets wraps the hub client's error
+        raise nowhere("data set", source, tried, e) from e
+    except DatasetNotFoundError as e:
+        raise NotFound(f"data set {source!r}: {', '.join(tried)}, and the hub has no such data set ({e})") from e
+    except ValueError as e:  # e.g. an unknown split or config
+        raise DataError(f"data set {source!r} (split {split!r}, config {config!r}): {e}") from e
 
 
 def _missing(value) -> bool:
@@ -276,7 +311,7 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
             return None
         value = row.get(key)
         if _missing(value) and required:
-            raise ValueError(f"dataset {source}: row {i} lacks field {key!r} (has {sorted(row)})")
+            raise DataError(f"dataset {source}: row {i} lacks field {key!r} (has {sorted(row)})")
         return value
 
     def fmt(template: str, what: str) -> str:
@@ -285,11 +320,11 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
         for _, field_name, _, _ in string.Formatter().parse(template):
             key = (field_name or "").split("[")[0].split(".")[0]
             if key and _missing(row.get(key)):  # datasets fills a row's absent keys with None
-                raise ValueError(f"dataset {source}: row {i} lacks field {key!r} for the {what} (has {sorted(k for k, v in row.items() if not _missing(v))})")
+                raise DataError(f"dataset {source}: row {i} lacks field {key!r} for the {what} (has {sorted(k for k, v in row.items() if not _missing(v))})")
         try:
             return template.format(**row)
         except (KeyError, IndexError, AttributeError, ValueError) as e:
-            raise ValueError(f"dataset {source}: row {i}: cannot build the {what} from {template!r}: {type(e).__name__} {e} (row has {sorted(row)})") from None
+            raise DataError(f"dataset {source}: row {i}: cannot build the {what} from {template!r}: {type(e).__name__} {e} (row has {sorted(row)})") from None
 
     question = fmt(spec.question_format, "question") if spec.question_format else get(spec.question, True)
     solution = get(spec.solution, True) if spec.solution else None
@@ -301,13 +336,13 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
             entry_point = get(spec.entry_point, True) if spec.entry_point else infer_entry_point(tests, solution)
             answer = code_answer(tests, entry_point, str(question) if spec.tests_prefix_question else "")
         except ValueError as e:
-            raise ValueError(f"dataset {source}: row {i}, field {spec.tests!r}: {e}") from None
+            raise DataError(f"dataset {source}: row {i}, field {spec.tests!r}: {e}") from None
     elif spec.answer is not None:
         answer = extract_gold(get(spec.answer, True), spec.answer_extract)
         if not answer:
-            raise ValueError(f"dataset {source}: row {i}, field {spec.answer!r}: no gold answer by {spec.answer_extract!r} extraction")
+            raise DataError(f"dataset {source}: row {i}, field {spec.answer!r}: no gold answer by {spec.answer_extract!r} extraction")
     else:
-        raise ValueError(f"dataset {source}: the spec maps neither 'answer' nor 'tests'")
+        raise DataError(f"dataset {source}: the spec maps neither 'answer' nor 'tests'")
     meta = {"row": i, "id": str(get(spec.id, True)) if spec.id else str(i), "question": str(question)}
     if solution is not None:
         meta["solution"] = str(solution)
@@ -371,7 +406,7 @@ def parse_field_overrides(items: list[str]) -> dict:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not value or key not in names:
-            raise ValueError(f"--field {item!r}: use KEY=FIELD with KEY one of {sorted(names)}")
+            raise UsageError(f"--field {item!r}: use KEY=FIELD with KEY one of {sorted(names)}")
         out[key] = value
     return out
 

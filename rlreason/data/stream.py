@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from rlreason.errors import DataError
 from rlreason.types import Problem
 
 # The built-in tasks' defaults (TaskConfig's, in rlreason.config): `rlreason eval --dataset
@@ -24,7 +25,7 @@ def heldout_problems(task, size: int, seed: int) -> list[Problem]:
     if (pool := getattr(task, "problems", None)) is not None:
         unique = list({p.prompt: p for p in pool}.values())
         if size >= len(unique):
-            raise ValueError(f"key 'task.heldout_size': holding out {size} problems leaves none of the {len(unique)} distinct prompts to train on")
+            raise DataError(f"key 'task.heldout_size': holding out {size} problems leaves none of the {len(unique)} distinct prompts to train on")
         return rng.sample(unique, size)
     seen: set[str] = set()
     out: list[Problem] = []

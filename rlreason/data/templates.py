@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from rlreason.errors import DataError
+
 R1_ZERO = (
     "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
     "The Assistant first thinks about the reasoning process in the mind and then provides the User with "
@@ -29,7 +31,7 @@ R1_ZERO = (
 
 def chat_template(question: str, tokenizer) -> str:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'r1_zero' or 'plain' for a base model")
+        raise DataError("template 'chat' needs a tokenizer with a chat template; use 'r1_zero' or 'plain' for a base model")
     return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
 
 
@@ -79,5 +81,5 @@ def fitting_prompts(spec, problems: list, tokenizer, budget: int, limit: int | N
         )
     keep = keep[:limit] if limit is not None else keep
     if not keep:
-        raise ValueError(f"no problem of {spec.label} fits in max_model_len - max_tokens = {budget} tokens")
+        raise DataError(f"no problem of {spec.label} fits in max_model_len - max_tokens = {budget} tokens")
     return [problems[i] for i in keep], [prompts[i] for i in keep], dropped
