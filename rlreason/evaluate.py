@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from rlreason.progress import Progress
+
 log = logging.getLogger(__name__)
 SCORING_THREADS = 4  # rows `rlreason eval` scores at once (the math verifier gets as many workers)
 
@@ -377,9 +379,17 @@ def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing:
     from rlreason.rollout.vllm_engine import VLLMEngine
 
     t0 = time.time()
+    log.info("starting the vLLM engine: %s, %s, %d positions", model_path, s.dtype, max_len)
     engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
     t1 = time.time()
-    groups = engine.generate(es.prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed)
+    log.info("engine ready in %.0f s; sampling %d problems x %d", t1 - t0, len(es.prompts), s.n)
+    groups, tokens = [None] * len(es.prompts), 0
+    with Progress(len(es.prompts), "eval", unit="problem") as bar:
+        for done in engine.generate_stream(es.prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed):
+            for i, group in done:
+                groups[i] = group
+                tokens += sum(len(smp.completion_ids) for smp in group)
+            bar.update(len(done), tok_s=round(tokens / max(time.time() - t1, 1e-9)))
     timing["engine_start_s"], timing["generate_s"] = t1 - t0, time.time() - t1
     return groups
 

@@ -27,6 +27,7 @@ from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
+from rlreason.progress import Progress
 from rlreason.trackers import open_trackers
 from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
 from rlreason.rewards.math_reward import math_reward_stats
@@ -252,7 +253,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         if cfg.warm_start.enabled:
             ws = cfg.warm_start
             pairs = demonstrations(inputs.task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
-            start.update(learner.warm_start(pairs, ws))
+            start.update(warm_start(learner, pairs, ws))
             sync.push(version=0)
         start.update(evaluate(cfg, engine, inputs))
         metrics.log(start)
@@ -273,6 +274,19 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         return _train(cfg, rollouts, learner, sync, run_dir, metrics, first_step, inputs, should_stop)
     finally:
         rollouts.close()
+
+
+def warm_start(learner, pairs: list[tuple[str, str]], ws, pieces: int = 50) -> dict:
+    """The learner's warm start in `pieces` calls, with a progress display between them (step,
+    loss, elapsed time, ETA). Returns the learner's summary of the whole warm start."""
+    step = max(1, -(-ws.steps // pieces))
+    out: dict = {}
+    with Progress(ws.steps, "warm start") as bar:
+        for first in range(0, ws.steps, step):
+            last = min(first + step, ws.steps)
+            out = learner.warm_start(pairs if first == 0 else None, ws, first, last)
+            bar.update(last - first, loss=out["losses"][-1])
+    return {k: v for k, v in out.items() if k != "losses"}
 
 
 def _math_limits() -> tuple[int, float]:

@@ -27,6 +27,39 @@ def test_warm_start_lowers_loss(learner):
     assert stats["warm_start/loss_last"] < stats["warm_start/loss_first"] - 1.0
 
 
+def test_warm_start_in_pieces_is_the_warm_start_in_one_call(tiny_model_dir):
+    """loop.warm_start calls the learner in pieces to show progress between them: the weights
+    and the summary's losses are those of one call, bit for bit."""
+    from rlreason.loop import warm_start
+
+    path, _ = tiny_model_dir
+    pairs = [(f"{a}+{b}>", f"={a + b}") for a in range(10, 20) for b in range(30, 33)]
+    ws = WarmStartConfig(steps=7, batch_size=4, lr=3e-3, warmup_steps=2)
+    whole, pieces = (Learner(str(path), AlgoConfig(), OptimConfig(), threads=1) for _ in range(2))
+    one = whole.warm_start(pairs, ws)
+    split = warm_start(pieces, pairs, ws, pieces=3)  # 3 + 3 + 1 steps
+    assert "losses" in one and "losses" not in split
+    assert {k: v for k, v in one.items() if k not in ("losses", "timing/warm_start")} == {k: v for k, v in split.items() if k != "timing/warm_start"}
+    w1, w2 = whole.weights(), pieces.weights()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_progress_prints_plain_lines_where_the_output_is_not_a_terminal():
+    """In CI or `ray job logs` the warm start's progress is a line every few seconds and one at
+    the end (tqdm's text: count, elapsed, rate, ETA, the loss), never carriage returns."""
+    import io
+
+    from rlreason.progress import Progress
+
+    out = io.StringIO()
+    with Progress(4, "warm start", stream=out, every_s=3600) as bar:
+        for i in range(4):
+            bar.update(1, loss=1.0 / (i + 1))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "\r" not in out.getvalue()  # none within the hour, one at the end
+    assert lines[0].startswith("warm start: 100% 4/4 [") and lines[0].endswith("loss=0.25]")
+
+
 def test_update_raises_logprob_of_positive_sample(learner):
     ids = [10, 11, 12, 13, 14, 2]
     before = sum(learner.sequence_logprobs(ids)[2:])

@@ -1,3 +1,4 @@
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlreason.models import ensure_tiny_model, resolve_model
@@ -27,11 +28,32 @@ def test_model_is_qwen2_with_tied_head_and_is_cached(tiny_model_dir):
     assert resolve_model(cfg) == str(path)
 
 
-def test_resolve_model_passes_hub_ids_and_paths_through(tmp_path):
+def test_resolve_model_passes_cached_hub_ids_and_model_directories_through(tmp_path, monkeypatch):
+    """A model directory and a hub id found in the HF cache resolve to themselves (transformers
+    and vLLM load them); a hub id in neither place, with the hub offline, is an error that says
+    where it looked; a path that is not a model directory is never taken for a hub id."""
+    from huggingface_hub import constants
+
     from rlreason.config import ModelConfig
+    from rlreason.errors import HubUnreachable, NotFound
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--Qwen--Qwen2.5-0.5B-Instruct" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
     assert resolve_model(ModelConfig(path="Qwen/Qwen2.5-0.5B-Instruct")) == "Qwen/Qwen2.5-0.5B-Instruct"
-    assert resolve_model(ModelConfig(path=str(tmp_path))) == str(tmp_path)
+    with pytest.raises(HubUnreachable, match=r"model 'Qwen/Qwen2.5-7B': not a local path, not in the HF cache .*, and the hub is offline"):
+        resolve_model(ModelConfig(path="Qwen/Qwen2.5-7B"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    assert resolve_model(ModelConfig(path=str(tmp_path / "model"))) == str(tmp_path / "model")
+    with pytest.raises(NotFound, match="not a model directory"):
+        resolve_model(ModelConfig(path=str(tmp_path)))
 
 
 def test_whitespace_survives_the_qwen2_tokenizer(tiny_model_dir):

@@ -31,8 +31,9 @@ class RemoteLearner:
     def actors(self) -> list:
         return self.group.actors
 
-    def warm_start(self, pairs, ws_cfg) -> dict:
-        return self.group.first("warm_start", ray.put(pairs), ws_cfg)  # put once: every rank reads it
+    def warm_start(self, pairs, ws_cfg, first: int = 0, last: int | None = None) -> dict:
+        pairs = ray.put(pairs) if pairs is not None else None  # put once: every rank reads it
+        return self.group.first("warm_start", pairs, ws_cfg, first, last)
 
     def update(self, batch: Batch, temperature: float) -> UpdateStats:
         return self.group.first("update", ray.put(batch), temperature)

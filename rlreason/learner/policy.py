@@ -254,38 +254,53 @@ class Learner:
         return torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay, betas=tuple(betas))
 
     # ---- warm start (the R1 "cold start": supervised steps on demonstrations) ----
-    def warm_start(self, pairs: list[tuple[str, str]], cfg: WarmStartConfig) -> dict:
-        """Supervised fine-tuning on (prompt, completion) text pairs; completions end with EOS."""
+    def warm_start(self, pairs: list[tuple[str, str]] | None, cfg: WarmStartConfig, first: int = 0, last: int | None = None) -> dict:
+        """Supervised fine-tuning on (prompt, completion) text pairs; completions end with EOS.
+
+        Runs steps first .. last-1 of cfg.steps (all by default), so that the caller can show
+        progress between pieces: the piece with first=0 encodes `pairs` and starts the optimizer
+        (later pieces pass pairs=None), the one that reaches cfg.steps finishes (the KL reference,
+        the summary). Returns {'losses': this piece's losses}, and at the end the summary:
+        warm_start/loss_first, warm_start/loss_last, timing/warm_start."""
+        last = cfg.steps if last is None else last
+        if first == 0:
+            eos = self.tokenizer.eos_token_id
+            encoded = [
+                (self.tokenizer(p, add_special_tokens=False)["input_ids"], self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos])
+                for p, c in pairs
+            ]
+            opt = self._new_optimizer(cfg.lr, 0.0, (0.9, 0.99))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, "cosine", 0.1))
+            self._warm = {"encoded": encoded, "opt": opt, "sched": sched, "losses": [], "t0": time.time(), "seconds": 0.0}
+        w = self._warm
         t0 = time.time()
         self.trained = True
-        eos = self.tokenizer.eos_token_id
-        encoded = [
-            (self.tokenizer(p, add_special_tokens=False)["input_ids"], self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos])
-            for p, c in pairs
-        ]
-        opt = self._new_optimizer(cfg.lr, 0.0, (0.9, 0.99))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, "cosine", 0.1))
         self.model.train()
         losses = []
-        for step in range(cfg.steps):
-            idx = torch.randint(len(encoded), (cfg.batch_size,), generator=self.generator)
-            batch = sft_batch([encoded[i] for i in idx], self.pad_id)
+        for step in range(first, last):
+            idx = torch.randint(len(w["encoded"]), (cfg.batch_size,), generator=self.generator)
+            batch = sft_batch([w["encoded"][i] for i in idx], self.pad_id)
             rows, real = self._rank_rows(len(batch))  # one process: every row
             part = self._on_device(batch.select(rows))
             with self._autocast():
                 logp, _ = token_logprobs(self.model, part)
             loss = -masked_mean(logp, part.loss_mask)
             self._check_finite(loss, f"warm-start step {step}")
-            opt.zero_grad(set_to_none=True)
+            w["opt"].zero_grad(set_to_none=True)
             weight = part_weight(part.loss_mask, batch.loss_mask.to(part.loss_mask.device), "token_mean") * real
             (loss * weight).backward()  # the ranks' parts add up to the batch's token mean
             self._clip_grads(self.model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            w["opt"].step()
+            w["sched"].step()
             losses.append(self._reduce_stats({"loss": loss.item() * weight.item()}, None)[0]["loss"])
+        w["losses"] += losses
+        w["seconds"] += time.time() - t0
+        if last < cfg.steps:
+            return {"losses": losses}
+        del self._warm
         if self.algo.kl_coef > 0:
             self.make_reference()
-        return {"warm_start/loss_first": losses[0], "warm_start/loss_last": losses[-1], "timing/warm_start": time.time() - t0}
+        return {"losses": losses, "warm_start/loss_first": w["losses"][0], "warm_start/loss_last": w["losses"][-1], "timing/warm_start": w["seconds"]}
 
     def make_reference(self) -> None:
         """Freeze a copy of the current policy as the KL reference. Its identity is the base
