@@ -22,12 +22,18 @@ import time
 import traceback
 from pathlib import Path
 
+from rlreason import console
 from rlreason.errors import RunFailed, UsageError, UserError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KEEP_LOGS = 50  # command logs kept in the log directory (training runs keep theirs in the run directory)
 # Errors of the OS that a user's path causes (a directory that exists, no permission): one line, exit 2
 USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def say(*parts) -> None:
+    """A line of the command's own output: to the terminal (and the log), quiet or not."""
+    print(*parts, file=console.out(), flush=True)
 
 
 def _train(args) -> int:
@@ -38,11 +44,11 @@ def _train(args) -> int:
         from rlreason.dryrun import FAIL, dry_run, format_checks
 
         checks = dry_run(cfg)
-        print(format_checks(checks))
+        say(format_checks(checks))
         failed = [f"{c.name}: {c.detail}" for c in checks if c.status == FAIL]
         if failed:
             raise RunFailed(f"dry run of {args.recipe} FAILED: {'; '.join(failed)}")
-        print(f"dry run of {args.recipe}: no failures (see 'unchecked' lines for what this machine could not check)")
+        say(f"dry run of {args.recipe}: no failures (see 'unchecked' lines for what this machine could not check)")
         return 0
     from rlreason.rewards import RewardError
     from rlreason.train import train
@@ -53,19 +59,42 @@ def _train(args) -> int:
     except (RewardError, FloatingPointError) as e:  # Ray re-raises an actor's error as a subclass of it
         raise RunFailed(f"training stopped: {one_line(e)}") from e
     if result.get("finished"):
-        print(f"rlreason: run already finished at step {result['step']} ({result['checkpoint']}); nothing to do")
+        say(f"rlreason: run already finished at step {result['step']} ({result['checkpoint']}); nothing to do")
         return 0
     if result["stopped"]:
-        print(
+        say(
             f"stopped after step {result['step']}; checkpoint saved in {cfg.resolved_run_dir / 'checkpoints'}; "
             f"continue with: rlreason train {args.recipe} {' '.join(args.overrides)} --resume auto".replace("  ", " ")
         )
         return 128 + result["signal"] if "signal" in result else 0
-    print(
-        f"done: held-out accuracy {result['eval/accuracy_start']:.3f} -> {result['eval/accuracy']:.3f}; "
-        f"final model in {result['final_model']}; metrics in {cfg.resolved_run_dir / 'metrics.jsonl'}; log in {args.log.path}"
-    )
+    for line in summary(cfg, result, time.time() - args.started, args.log.path):
+        say(line)
     return 0
+
+
+def summary(cfg, result: dict, wall_s: float, log_path: Path) -> list[str]:
+    """The lines a finished training run ends with: accuracy from the start to the end, steps,
+    times, where the model, metrics and log are, and how to evaluate the model."""
+    from rlreason.data.datasets import SPECS
+
+    run_dir = cfg.resolved_run_dir
+    dataset = cfg.task.name if cfg.task.name in SPECS else (cfg.task.dataset.source if cfg.task.name == "dataset" else None)
+    dataset = dataset or (cfg.eval.datasets[0] if cfg.eval.datasets else None)
+    rows = [
+        ("held-out accuracy", f"{result['eval/accuracy_start']:.3f} at step 0 -> {result['eval/accuracy']:.3f} at step {result['step']}"),
+        ("time", f"{_minutes(wall_s)} in all: warm start {_minutes(result['warm_start_s'])}, {result['step']} RL steps {_minutes(result['rl_s'])}"),
+        ("final model", str(result["final_model"])),
+        ("metrics", f"{run_dir / 'metrics.jsonl'}, {run_dir / 'progress.png'}"),
+        ("log", str(log_path)),
+    ]
+    if dataset:
+        rows.append(("evaluate it", f"rlreason eval {result['final_model']} --dataset {dataset}"))
+    return ["done."] + [f"  {k:<18} {v}" for k, v in rows]
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 def _export(args) -> int:
@@ -73,7 +102,7 @@ def _export(args) -> int:
 
     ckpt = checkpoint.resolve_resume(Path(args.checkpoint), args.checkpoint)
     out = checkpoint.export(ckpt, Path(args.out))
-    print(f"exported {ckpt} to {out} (HF format)")
+    say(f"exported {ckpt} to {out} (HF format)")
     return 0
 
 
@@ -91,12 +120,12 @@ def _eval(args) -> int:
     report = run_eval(settings)
     args.log.move_to(Path(report["out"]) / "eval.log")
     t = report["timing"]
-    print(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems x "
+    say(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems x "
           f"{settings.n} samples, temperature {settings.temperature}, scorer {settings.scorer}")
-    print(format_table(report["metrics"]))
-    print(f"time {t['total_s']:.1f} s (generate {t['generate_s']:.1f} s, {t['tokens_per_s']:.0f} tok/s; score {t['score_s']:.1f} s); "
+    say(format_table(report["metrics"]))
+    say(f"time {t['total_s']:.1f} s (generate {t['generate_s']:.1f} s, {t['tokens_per_s']:.0f} tok/s; score {t['score_s']:.1f} s); "
           f"reward errors {report['reward_errors']}; prompts left out as too long {report['prompts_left_out_too_long']}")
-    print(f"wrote {report['out']}/eval.json, samples.jsonl, problems.jsonl, eval.log")
+    say(f"wrote {report['out']}/eval.json, samples.jsonl, problems.jsonl, eval.log")
     return 0
 
 
@@ -177,9 +206,14 @@ class CommandLog:
     """The full log of one command: everything it prints on stdout and stderr (its log records,
     the lines Ray forwards from the actors, progress), then the traceback of an error. It starts
     in $RLREASON_LOG_DIR (default ~/.cache/rlreason/logs, the newest KEEP_LOGS kept); a training
-    run moves it into its run directory, an eval into its output directory."""
+    run moves it into its run directory, an eval into its output directory.
 
-    def __init__(self, command: str):
+    Quiet (without --verbose): file descriptors 1 and 2 point at the log, so whatever a library,
+    a subprocess or Ray's forwarding of the actors' output writes goes there only; the run's own
+    lines (rlreason.console) go to the terminal and into the log. Verbose: everything goes to
+    the terminal and into the log."""
+
+    def __init__(self, command: str, quiet: bool = False):
         folder = Path(os.environ.get("RLREASON_LOG_DIR") or "~/.cache/rlreason/logs").expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -193,7 +227,22 @@ class CommandLog:
         self.file = open(self.path, "a", buffering=1)  # line-buffered: a killed run keeps its lines
         self.lock = threading.Lock()  # Ray prints the actors' lines from a thread of its own
         self.streams = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(sys.stdout, self), _Tee(sys.stderr, self)
+        self.saved_fds: list[int] = []
+        if quiet:
+            terminal = [_terminal(stream) for stream in self.streams]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.saved_fds = [os.dup(1), os.dup(2)]
+            self._point_fds_at_log()
+            console.use(_Tee(terminal[0], self), _Tee(terminal[1], self))
+        else:
+            sys.stdout, sys.stderr = _Tee(sys.stdout, self), _Tee(sys.stderr, self)
+            console.use(sys.stdout, sys.stderr)
+
+    def _point_fds_at_log(self) -> None:
+        if self.saved_fds:
+            os.dup2(self.file.fileno(), 1)
+            os.dup2(self.file.fileno(), 2)
 
     def write(self, text: str) -> None:
         with self.lock:
@@ -202,6 +251,8 @@ class CommandLog:
 
     def move_to(self, path: Path) -> None:
         """Go on in `path` (appended to: a resumed run keeps one log), with what was logged so far."""
+        sys.stdout.flush()
+        sys.stderr.flush()
         with self.lock:
             self.file.close()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,15 +260,35 @@ class CommandLog:
                 f.write(self.path.read_text())
             self.path.unlink()
             self.path, self.file = path, open(path, "a", buffering=1)
+            self._point_fds_at_log()
 
     def add_traceback(self, error: BaseException) -> None:
         """The traceback, in the log only."""
         self.write("".join(traceback.format_exception(error)))
 
     def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
         sys.stdout, sys.stderr = self.streams
+        if self.saved_fds:
+            for fd, saved in zip((1, 2), self.saved_fds):
+                os.dup2(saved, fd)
+                os.close(saved)
+        console.reset()
         with self.lock:
             self.file.close()
+
+
+def _terminal(stream):
+    """A stream that writes where `stream` writes now, even after fd 1 and 2 are pointed at the
+    log: a new file on a copy of its descriptor, or the stream itself when it has none (pytest's
+    capture)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return stream
+    return open(os.dup(fd), "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8", errors="replace")
 
 
 class _Tee:
@@ -232,6 +303,29 @@ class _Tee:
 
     def __getattr__(self, name: str):  # flush, isatty, fileno, encoding ...: the stream's
         return getattr(self.stream, name)
+
+
+class _ConsoleFormat(logging.Formatter):
+    """The run's own log records on the terminal: the message, with its level when it is a warning or worse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+def _log_handlers(quiet: bool) -> list[logging.Handler]:
+    """Every record to stderr (the log, when quiet); when quiet, rlreason's own records to the
+    terminal instead."""
+    ours = logging.Filter("rlreason")
+    everything = logging.StreamHandler(sys.stderr)
+    everything.setFormatter(logging.Formatter(LOG_FORMAT))
+    if not quiet:
+        return [everything]
+    everything.addFilter(lambda record: not ours.filter(record))
+    terminal = logging.StreamHandler(console.err())
+    terminal.setFormatter(_ConsoleFormat())
+    terminal.addFilter(ours)
+    return [everything, terminal]
 
 
 def exit_code(e: BaseException) -> int | None:
@@ -259,23 +353,31 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:  # nothing ran: no log
         print(e, file=sys.stderr)
         return 2
-    args.log = CommandLog(args.command)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # to stderr, so into the log too
+    quiet = not args.verbose
+    args.log, args.started = CommandLog(args.command, quiet=quiet), time.time()
+    root = logging.getLogger()
+    handlers, level = _log_handlers(quiet), root.level
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
     try:
         return args.fn(args)
     except KeyboardInterrupt:
-        print(f"rlreason {args.command}: interrupted (full log: {args.log.path})", file=sys.stderr)
+        print(f"rlreason {args.command}: interrupted (full log: {args.log.path})", file=console.err())
         return 130
     except Exception as e:  # noqa: BLE001  the one place errors are reported
         code = exit_code(e)
         if code is None or args.verbose:
-            traceback.print_exception(e)
+            traceback.print_exception(e, file=console.err())
         else:
             args.log.add_traceback(e)
         what = one_line(e) if code is not None else f"internal error (a bug in rlreason, please report it): {type(e).__name__}: {one_line(e)}"
-        print(f"rlreason {args.command}: {what} (full log: {args.log.path})", file=sys.stderr)
+        print(f"rlreason {args.command}: {what} (full log: {args.log.path})", file=console.err())
         return 1 if code is None else code
     finally:
+        for h in handlers:
+            root.removeHandler(h)
+        root.setLevel(level)
         args.log.close()
 
 

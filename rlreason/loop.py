@@ -255,6 +255,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
             pairs = demonstrations(inputs.task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
             start.update(warm_start(learner, pairs, ws))
             sync.push(version=0)
+            log.info("the rollout engines serve the warm-started policy; evaluating it")
         start.update(evaluate(cfg, engine, inputs))
         metrics.log(start)
         first_step = 1
@@ -373,4 +374,8 @@ def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> 
     if not stopped:
         final = checkpoint.export(checkpoint.latest(run_dir / "checkpoints"), run_dir / "final", replace=True)
     accuracies = [r["eval/accuracy"] for r in metrics.rows if "eval/accuracy" in r]
-    return {"eval/accuracy_start": accuracies[0], "eval/accuracy": accuracies[-1], "final_model": final, "step": step, "stopped": stopped}
+    return {
+        "eval/accuracy_start": accuracies[0], "eval/accuracy": accuracies[-1], "final_model": final, "step": step, "stopped": stopped,
+        "warm_start_s": metrics.rows[0].get("timing/warm_start", 0.0) if metrics.rows else 0.0,
+        "rl_s": sum(r.get("timing/step", 0.0) for r in metrics.rows if r["step"] >= 1),  # resumed runs: every session's steps
+    }

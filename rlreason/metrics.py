@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
+
+from rlreason import console
 
 
 class MetricsLogger:
@@ -16,8 +17,9 @@ class MetricsLogger:
     rewritten to exactly those rows, and the trackers continue their runs (see trackers.py).
     """
 
-    def __init__(self, run_dir: Path, total_steps: int, stream=sys.stdout, history: list[dict] | None = None, trackers: list | None = None):
-        self.run_dir, self.total_steps, self.stream = Path(run_dir), total_steps, stream
+    def __init__(self, run_dir: Path, total_steps: int, stream=None, history: list[dict] | None = None, trackers: list | None = None):
+        self.run_dir, self.total_steps = Path(run_dir), total_steps
+        self.stream = stream if stream is not None else console.out()
         self.path = self.run_dir / "metrics.jsonl"
         self.rows: list[dict] = list(history or [])
         tmp = self.path.with_suffix(".jsonl.tmp")

@@ -4,15 +4,16 @@ logs`, a file), formatted by tqdm as well: count, elapsed time, rate, ETA and th
 
 from __future__ import annotations
 
-import sys
 import time
 
 from tqdm import tqdm
 
+from rlreason import console
+
 
 class Progress:
     def __init__(self, total: int, desc: str, unit: str = "step", stream=None, every_s: float = 10.0):
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream if stream is not None else console.err()
         self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
         self.n, self.postfix, self.t0 = 0, "", time.monotonic()
         self.last_line = self.t0

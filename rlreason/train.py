@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -59,10 +60,10 @@ class StopFlag:
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            os.write(2, f"\nrlreason: second {signal.Signals(signum).name}: exiting now\n".encode())
+            _say_now(f"\nrlreason: second {signal.Signals(signum).name}: exiting now\n")
             os._exit(128 + signum)
         self.signum = signum
-        os.write(2, f"\nrlreason: {signal.Signals(signum).name}: saving a checkpoint after this step, then exiting (send again to exit now)\n".encode())
+        _say_now(f"\nrlreason: {signal.Signals(signum).name}: saving a checkpoint after this step, then exiting (send again to exit now)\n")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
@@ -73,6 +74,15 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _say_now(text: str) -> None:
+    """A line on the terminal from a signal handler (rlreason.console: not the log-only fd 2)."""
+    from rlreason import console
+
+    stream = console.err()
+    stream.write(text)
+    stream.flush()
 
 
 def train(cfg: Config, resume: str | None = None) -> dict:
@@ -114,7 +124,11 @@ def train(cfg: Config, resume: str | None = None) -> dict:
     started = connect(cfg)  # False: this process was connected already (a notebook, a test), and stays so
     try:
         with StopFlag() as stop:  # after ray.init, which installs a SIGTERM handler of its own
+            rc, t0 = cfg.ray, time.time()
+            log.info("starting the learner (%d rank(s)) and %s (%s placement)", rc.learner_workers,
+                     "1 colocated engine" if rc.placement == "colocated" else f"{rc.rollout_workers} rollout engine(s)", rc.placement)
             engine, learner, sync = build_placement(cfg, model_path)  # ray.placement: split or colocated; ray.transport
+            log.info("actors placed in %.0f s; the engines load the model while the warm start runs", time.time() - t0)
             try:
                 inputs = resolve_inputs(cfg, model_path)  # while the actors start
                 result = run(cfg, engine, learner, sync, run_dir, resume=ckpt, should_stop=stop, inputs=inputs)

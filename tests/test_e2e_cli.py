@@ -16,6 +16,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The run's own lines (rlreason.console); anything else on the console is a library's
+OWN_LINES = re.compile(
+    r"^(step +\d+/\d+ \||warm start: |done\.$|  \S|model: |starting the learner |actors placed in |the rollout engines serve |"
+    r"resumed from |warning: |stopped after step |rlreason: SIGTERM: |training set |eval set |dataset )"
+)
+
+
+def foreign_lines(*outputs: str) -> list[str]:
+    """Console lines that are not the run's own (Ray's, vLLM's, a warning of another library)."""
+    return [line for out in outputs for line in out.splitlines() if line.strip() and not OWN_LINES.match(line)]
+
+
 def test_cli_sigterm_kill9_and_resume(tmp_path, tiny_model_dir):
     """On a local cluster the CLI starts itself: SIGTERM saves and exits 143; kill -9 of the whole
     process group in the middle of a save loses nothing; --resume auto refuses a frozen key,
@@ -55,6 +67,8 @@ def test_cli_sigterm_kill9_and_resume(tmp_path, tiny_model_dir):
     stopped = int(re.search(r"stopped after step (\d+)", out).group(1))
     assert stopped >= 2 and checkpoint.checkpoint_step(checkpoint.latest(root)) == stopped
     assert "--resume auto" in out
+    assert foreign_lines(out, err) == []  # quiet: Ray's and vLLM's lines are in run_dir/train.log only
+    assert "(EngineWorker pid=" in (run_dir / "train.log").read_text()
 
     # 2. without --resume the run directory is refused; with a frozen key changed the resume is refused
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -78,6 +92,7 @@ def test_cli_sigterm_kill9_and_resume(tmp_path, tiny_model_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "changed config keys: eval.every" in done.stderr
     assert f"resumed from {survivor}" in done.stderr
+    assert foreign_lines(done.stdout, done.stderr) == [] and "done." in done.stdout.splitlines()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(9))
     assert [p.name for p in checkpoint.complete_checkpoints(root)] == ["step_000007", "step_000008"]

@@ -256,7 +256,7 @@ def test_ray_job_submit_stop_and_resubmit(tmp_path, tiny_model_dir, ray_head):
     print(f"\nray job: {to_step1:.1f}s from submit to step 1; resubmitted job {time.time() - t1:.1f}s "
           f"(resumed at step {stopped}, {STEPS} steps)")
     assert f"step_{stopped:06d}" in out and "resumed from" in out, out[-3000:]
-    assert f"step   {STEPS}/{STEPS}" in out and "done: held-out accuracy" in out
+    assert f"step   {STEPS}/{STEPS}" in out and "  held-out accuracy " in out
 
     assert metric_steps(run_dir) == list(range(STEPS + 1))  # every step logged exactly once
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
