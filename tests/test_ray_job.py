@@ -237,9 +237,12 @@ def test_ray_job_submit_stop_and_resubmit(tmp_path, tiny_model_dir, ray_head):
     assert checkpoint.checkpoint_step(checkpoint.latest(run_dir / "checkpoints")) == stopped
     assert metric_steps(run_dir) == list(range(stopped + 1))
     # the driver joined this head (the job sets RAY_ADDRESS to its GCS, named by the node's
-    # own IP) instead of starting a cluster of its own
-    joined = re.search(r"Connecting to existing Ray cluster at address: [\w.-]+:(\d+)", logs)
-    assert joined and joined.group(1) == ray_head.gcs_address.rsplit(":", 1)[1], logs[-3000:]
+    # own IP) instead of starting a cluster of its own: Ray's own line, in the run's log (the
+    # console, hence the job's logs, has the run's own lines only)
+    train_log = (run_dir / "train.log").read_text()
+    joined = re.search(r"Connecting to existing Ray cluster at address: [\w.-]+:(\d+)", train_log)
+    assert joined and joined.group(1) == ray_head.gcs_address.rsplit(":", 1)[1], train_log[-3000:]
+    assert "Connecting to existing Ray cluster" not in logs
     assert "joining Ray cluster at " in logs  # rlreason.cluster.actors.connect took the RAY_ADDRESS path
 
     # 2. the same entrypoint again, through the CLI that docs/cluster.md shows, from the
