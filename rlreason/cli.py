@@ -39,7 +39,7 @@ def say(*parts) -> None:
 def _train(args) -> int:
     from rlreason.config import load_config
 
-    cfg = load_config(args.recipe, args.overrides)
+    cfg = load_config(args.recipe, args.overrides + (["warm_start.cache=false"] if args.no_cache else []))
     if args.dry_run:
         from rlreason.dryrun import FAIL, dry_run, format_checks
 
@@ -82,7 +82,8 @@ def summary(cfg, result: dict, wall_s: float, log_path: Path) -> list[str]:
     dataset = dataset or (cfg.eval.datasets[0] if cfg.eval.datasets else None)
     rows = [
         ("held-out accuracy", f"{result['eval/accuracy_start']:.3f} at step 0 -> {result['eval/accuracy']:.3f} at step {result['step']}"),
-        ("time", f"{_minutes(wall_s)} in all: warm start {_minutes(result['warm_start_s'])}, {result['step']} RL steps {_minutes(result['rl_s'])}"),
+        ("time", f"{_minutes(wall_s)} in all: warm start {_minutes(result['warm_start_s'])}"
+                 f"{' (from the cache)' if result['warm_start_cached'] else ''}, {result['step']} RL steps {_minutes(result['rl_s'])}"),
         ("final model", str(result["final_model"])),
         ("metrics", f"{run_dir / 'metrics.jsonl'}, {run_dir / 'progress.png'}"),
         ("log", str(log_path)),
@@ -154,6 +155,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     p.add_argument(
         "--dry-run", action="store_true",
         help="check the recipe (config, reward, model config and tokenizer, data mapping, placement) without weights or training",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true",
+        help="run the warm start even when this machine has its outcome cached (warm_start.cache=false)",
     )
     p.set_defaults(fn=_train)
     e = sub.add_parser("export", parents=[common], allow_abbrev=False, help="write a checkpoint's policy as a plain HF model directory")

@@ -168,6 +168,11 @@ class WarmStartConfig:
     # Probability of the teacher's systematic mistake (its blind spot): addition drops an inner
     # carry, functions leaves out the constant term.
     teacher_error: float = 0.6
+    # Reuse the outcome of a warm start this machine already ran with the same inputs (the
+    # demonstrations, these settings, the model, its dtype and kernels, the seed, torch's version),
+    # from <model.cache_dir>/warm_start/KEY: the weights and the learner's generator, so the run
+    # goes on exactly as if it had run it. One learner rank only. `--no-cache` sets it false.
+    cache: bool = True
 
     def check(self) -> None:
         _positive("warm_start", self, "steps", "batch_size", "lr")
@@ -690,6 +695,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 # What a resumed run may not change: the model and its shape, the data and its order, the
 # group size, the warm start that made the reference, and whether a critic exists.
 FROZEN_ON_RESUME = ("model.path", "model.dtype", "model.tiny.", "task.", "warm_start.", "seed", "rollout.group_size", "critic.enabled")
+NOT_FROZEN = ("warm_start.cache",)  # how a warm start is obtained, not what it is (a resume does none)
 
 
 def resume_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
@@ -697,7 +703,7 @@ def resume_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
     changed keys that are refused). Keys are dotted paths; added or removed keys count as changed."""
     old, new = flatten(saved), flatten(to_dict(cfg))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
-    frozen = [k for k in changed if any(k == f or (f.endswith(".") and k.startswith(f)) for f in FROZEN_ON_RESUME)]
+    frozen = [k for k in changed if k not in NOT_FROZEN and any(k == f or (f.endswith(".") and k.startswith(f)) for f in FROZEN_ON_RESUME)]
     return [k for k in changed if k not in frozen], frozen
 
 

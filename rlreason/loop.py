@@ -178,6 +178,7 @@ class Inputs:
     heldout: EvalSet  # the first eval.size of them: eval/accuracy
     reward_fn: object  # the training reward
     eval_sets: list[EvalSet]  # eval.datasets: eval/<name>/accuracy
+    model_path: str = ""  # the resolved model (the warm-start cache's key)
 
 
 def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
@@ -194,7 +195,7 @@ def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
     eval_fn = resolve_reward(cfg.eval.reward or reward_names(cfg.reward)[0])  # correctness only, no shaping terms
     return Inputs(
         task, exclude, EvalSet("heldout", heldout, [p.prompt for p in heldout], eval_fn),
-        resolve_reward(cfg.reward), load_eval_sets(cfg, tokenizer) if cfg.eval.datasets else [],
+        resolve_reward(cfg.reward), load_eval_sets(cfg, tokenizer) if cfg.eval.datasets else [], model_path,
     )
 
 
@@ -253,7 +254,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         if cfg.warm_start.enabled:
             ws = cfg.warm_start
             pairs = demonstrations(inputs.task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
-            start.update(warm_start(learner, pairs, ws))
+            start.update(cached_warm_start(cfg, learner, pairs, inputs.model_path))
             sync.push(version=0)
             log.info("the rollout engines serve the warm-started policy; evaluating it")
         start.update(evaluate(cfg, engine, inputs))
@@ -288,6 +289,47 @@ def warm_start(learner, pairs: list[tuple[str, str]], ws, pieces: int = 50) -> d
             out = learner.warm_start(pairs if first == 0 else None, ws, first, last)
             bar.update(last - first, loss=out["losses"][-1])
     return {k: v for k, v in out.items() if k != "losses"}
+
+
+WARM_CACHE_VERSION = 1  # bump when what a cached warm start holds, or how it is made, changes
+
+
+def warm_start_key(cfg: Config, pairs: list[tuple[str, str]], model_path: str) -> str:
+    """What determines a warm start's outcome on a machine, hashed: the demonstrations (they carry
+    the task, the teacher's error, the held-out exclusion and the seed), the warm-start settings,
+    the starting weights (the model; a local directory's files by name, size and time), the
+    learner's dtype, kernels, threads and device, the seed, and torch's version."""
+    import hashlib
+
+    ws = {k: v for k, v in asdict(cfg.warm_start).items() if k != "cache"}
+    files = []
+    if Path(model_path).is_dir():
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(model_path).iterdir() if f.is_file())
+    parts = {
+        "v": WARM_CACHE_VERSION, "pairs": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(), "warm_start": ws,
+        "model": model_path, "model_files": files, "dtype": cfg.model.dtype, "mixed_precision": cfg.optim.mixed_precision,
+        "attn": cfg.optim.attn_implementation, "learner_cpus": cfg.ray.learner_cpus, "learner_gpus": cfg.ray.learner_gpus,
+        "seed": cfg.seed, "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached_warm_start(cfg: Config, learner, pairs: list[tuple[str, str]], model_path: str) -> dict:
+    """The warm start, or its outcome from the cache (warm_start.cache, one learner rank): a hit
+    loads the weights and the learner's generator that the same warm start left, and says so."""
+    ws = cfg.warm_start
+    path = None
+    if ws.cache and cfg.ray.learner_workers == 1:
+        path = str(Path(cfg.model.cache_dir).expanduser() / "warm_start" / warm_start_key(cfg, pairs, model_path))
+        t0 = time.time()
+        summary = learner.load_warm_start(path)
+        if summary is not None:
+            log.info("warm start: reused from the cache, %s (the same demonstrations, settings and model; --no-cache runs it again)", path)
+            return {**summary, "timing/warm_start": time.time() - t0, "warm_start/cached": 1.0}
+    summary = warm_start(learner, pairs, ws)
+    if path is not None:
+        learner.save_warm_start(path, summary)
+    return summary
 
 
 def _math_limits() -> tuple[int, float]:
@@ -377,5 +419,6 @@ def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> 
     return {
         "eval/accuracy_start": accuracies[0], "eval/accuracy": accuracies[-1], "final_model": final, "step": step, "stopped": stopped,
         "warm_start_s": metrics.rows[0].get("timing/warm_start", 0.0) if metrics.rows else 0.0,
+        "warm_start_cached": bool(metrics.rows and metrics.rows[0].get("warm_start/cached")),
         "rl_s": sum(r.get("timing/step", 0.0) for r in metrics.rows if r["step"] >= 1),  # resumed runs: every session's steps
     }

@@ -295,3 +295,47 @@ def test_zero_advantage_rows_run_when_their_loss_has_other_terms(tiny_model_dir)
     learner = Learner(str(path), AlgoConfig(kl_coef=0.1, kl_in_reward=True), OptimConfig(lr=1e-2, warmup_steps=1), threads=2)
     assert learner.update(batch).skipped_rows == pytest.approx(2 / 6)  # policy == reference: no penalty yet
     assert learner.update(batch).skipped_rows == 0.0  # the policy has moved: every row has a KL penalty
+
+
+def test_a_cached_warm_start_goes_on_exactly_as_the_warm_start(tiny_model_dir, tmp_path, caplog):
+    """The second run with the same inputs loads the first one's outcome instead of training
+    (and says so): the same weights and the same learner generator, so what follows is the
+    same. --no-cache (warm_start.cache=false) trains again."""
+    import logging
+
+    from rlreason.config import load_config
+    from rlreason.loop import cached_warm_start
+
+    path, model_cfg = tiny_model_dir
+    cfg = load_config(None, [f"model.cache_dir={tmp_path}", "warm_start.steps=5", "warm_start.batch_size=4"])
+    pairs = [(f"{a}+{b}>", f"={a + b}") for a in range(10, 20) for b in range(30, 33)]
+    first, second, third = (Learner(str(path), AlgoConfig(), OptimConfig(), threads=1) for _ in range(3))
+
+    trained = cached_warm_start(cfg, first, pairs, str(path))
+    assert "warm_start/cached" not in trained
+    with caplog.at_level(logging.INFO, logger="rlreason"):
+        reused = cached_warm_start(cfg, second, pairs, str(path))
+    assert reused["warm_start/cached"] == 1.0 and reused["warm_start/loss_last"] == trained["warm_start/loss_last"]
+    assert "warm start: reused from the cache" in caplog.text
+    w1, w2 = first.weights(), second.weights()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert torch.equal(first.generator.get_state(), second.generator.get_state())
+    batch = rollout_batch([1.0, -1.0])
+    assert first.update(batch).loss == second.update(batch).loss  # and the RL goes on alike
+
+    no_cache = load_config(None, [f"model.cache_dir={tmp_path}", "warm_start.steps=5", "warm_start.batch_size=4", "warm_start.cache=false"])
+    assert "warm_start/cached" not in cached_warm_start(no_cache, third, pairs, str(path))
+
+
+def test_the_warm_start_cache_key_names_what_determines_the_outcome(tiny_model_dir):
+    from rlreason.config import load_config
+    from rlreason.loop import warm_start_key
+
+    path, _ = tiny_model_dir
+    pairs = [("1+2>", "=3")]
+    key = warm_start_key(load_config(None, []), pairs, str(path))
+    for override in ("warm_start.steps=7", "warm_start.lr=0.01", "seed=3", "model.dtype=bfloat16", "optim.mixed_precision=bfloat16", "ray.learner_cpus=2"):
+        assert warm_start_key(load_config(None, [override]), pairs, str(path)) != key, override
+    assert warm_start_key(load_config(None, []), [("1+2>", "=4")], str(path)) != key  # the teacher's demonstrations
+    for override in ("steps=3", "algo.kl_coef=0.1", "optim.lr=0.5", "warm_start.cache=false", "name=other"):
+        assert warm_start_key(load_config(None, [override]), pairs, str(path)) == key, override

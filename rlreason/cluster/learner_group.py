@@ -35,6 +35,12 @@ class RemoteLearner:
         pairs = ray.put(pairs) if pairs is not None else None  # put once: every rank reads it
         return self.group.first("warm_start", pairs, ws_cfg, first, last)
 
+    def save_warm_start(self, path: str, summary: dict) -> None:
+        return self.group.first("save_warm_start", path, summary)
+
+    def load_warm_start(self, path: str) -> dict | None:
+        return self.group.first("load_warm_start", path)
+
     def update(self, batch: Batch, temperature: float) -> UpdateStats:
         return self.group.first("update", ray.put(batch), temperature)
 

@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -301,6 +302,40 @@ class Learner:
         if self.algo.kl_coef > 0:
             self.make_reference()
         return {"losses": losses, "warm_start/loss_first": w["losses"][0], "warm_start/loss_last": w["losses"][-1], "timing/warm_start": w["seconds"]}
+
+    def save_warm_start(self, path: str, summary: dict) -> None:
+        """Keep this warm start's outcome in `path` (the warm-start cache): the policy's weights,
+        the learner's generator (a run that reuses them goes on exactly as this one) and the
+        summary. Written whole under a temporary name, then renamed: a reader sees all or nothing."""
+        import shutil
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.parent / f".tmp-{p.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.save(str(tmp / "policy"))
+        torch.save({"generator": self.generator.get_state()}, tmp / "learner.pt")
+        (tmp / "summary.json").write_text(json.dumps(summary))
+        try:
+            tmp.rename(p)
+        except OSError:  # another run cached the same warm start first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def load_warm_start(self, path: str) -> dict | None:
+        """The outcome save_warm_start kept in `path`, loaded into this learner (weights,
+        generator, the KL reference when one is used); its summary, or None when there is none."""
+        from transformers import AutoModelForCausalLM
+
+        p = Path(path)
+        if not (p / "summary.json").is_file():
+            return None
+        self._load_model_state(self.model, AutoModelForCausalLM.from_pretrained(p / "policy", dtype=self.dtype).state_dict())
+        self.generator.set_state(torch.load(p / "learner.pt", weights_only=False)["generator"])
+        self.trained = True
+        self.model.train()
+        if self.algo.kl_coef > 0:
+            self.make_reference()
+        return json.loads((p / "summary.json").read_text())
 
     def make_reference(self) -> None:
         """Freeze a copy of the current policy as the KL reference. Its identity is the base
