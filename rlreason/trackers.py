@@ -95,7 +95,9 @@ class MLflow:
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(lc.project)
             run = self.client.create_run(experiment_id, run_name=cfg.name, tags={t: "" for t in lc.tags})
             run_id = run.info.run_id
-            params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat(dataclasses.asdict(cfg)).items()]
+            from rlreason.config import flatten
+
+            params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(dataclasses.asdict(cfg)).items()]
             for i in range(0, len(params), 100):  # MLflow takes at most 100 params a request
                 self.client.log_batch(run_id, params=params[i : i + 100])
         else:
@@ -116,17 +118,6 @@ class MLflow:
 
     def close(self) -> None:
         self.client.set_terminated(self.id)
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}: a config as MLflow params."""
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def open_trackers(cfg, run_dir: Path, history: list[dict] | None) -> list:
