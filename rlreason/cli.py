@@ -230,11 +230,15 @@ class CommandLog:
                 old.unlink(missing_ok=True)
         self.path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         self.file = open(self.path, "a", buffering=1)  # line-buffered: a killed run keeps its lines
-        self.lock = threading.Lock()  # Ray prints the actors' lines from a thread of its own
+        # Ray prints the actors' lines from a thread of its own; reentrant: a signal handler
+        # (train's SIGTERM notice) may write while the main thread holds it
+        self.lock = threading.RLock()
         self.streams = sys.stdout, sys.stderr
         self.saved_fds: list[int] = []
+        self.opened: list = []  # the terminal streams made here (closed with the log)
         if quiet:
             terminal = [_terminal(stream) for stream in self.streams]
+            self.opened = [t for t, stream in zip(terminal, self.streams) if t is not stream]
             sys.stdout.flush()
             sys.stderr.flush()
             self.saved_fds = [os.dup(1), os.dup(2)]
@@ -281,6 +285,9 @@ class CommandLog:
                 os.dup2(saved, fd)
                 os.close(saved)
         console.reset()
+        for stream in self.opened:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
         with self.lock:
             self.file.close()
 
