@@ -28,10 +28,10 @@ from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, read_metrics
 from rlreason.progress import Progress
-from rlreason.trackers import open_trackers
 from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
 from rlreason.rewards.math_reward import math_reward_stats
 from rlreason.sync import WeightSync
+from rlreason.trackers import open_trackers
 from rlreason.types import Problem, Sample
 
 log = logging.getLogger(__name__)
