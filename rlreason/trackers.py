@@ -25,6 +25,8 @@ import math
 import os
 from pathlib import Path
 
+from rlreason.errors import UserError
+
 STATE_FILE = "trackers.json"
 
 
@@ -132,14 +134,39 @@ def open_trackers(cfg, run_dir: Path, history: list[dict] | None) -> list:
         tmp.write_text(json.dumps(state) + "\n")
         tmp.replace(state_path)
 
+    makers = {
+        "tensorboard": lambda: TensorBoard(run_dir, history[-1]["step"] + 1 if history else None),
+        "wandb": lambda: WandB(cfg, run_dir, state, save),
+        "mlflow": lambda: MLflow(cfg, run_dir, state),
+    }
     out = []
-    for backend in cfg.log.backends:
-        if backend == "tensorboard":
-            out.append(TensorBoard(run_dir, history[-1]["step"] + 1 if history else None))
-        elif backend == "wandb":
-            out.append(WandB(cfg, run_dir, state, save))
-        elif backend == "mlflow":
-            out.append(MLflow(cfg, run_dir, state))
+    try:
+        for backend in cfg.log.backends:
+            out.append(_start(backend, makers[backend]))
+    except UserError:
+        for tracker in out:
+            tracker.close()
+        raise
     if state:
         save()
     return out
+
+
+# What to check when a tracker does not start
+_HINTS = {
+    "tensorboard": "the run directory must be writable",
+    "wandb": "set WANDB_API_KEY or run `wandb login`, or set log.wandb_mode=offline",
+    "mlflow": "check log.mlflow_tracking_uri (or MLFLOW_TRACKING_URI)",
+}
+
+
+def _start(backend: str, make):
+    """make(), or a UserError naming log.backends: a missing package, a login, a server that
+    does not answer are the user's to fix, in one line (the traceback goes to the log)."""
+    try:
+        return make()
+    except ImportError as e:
+        raise UserError(f"key 'log.backends': {backend} needs its package ({e.name or e}): pip install -e '.[trackers]'") from e
+    except Exception as e:  # noqa: BLE001  a tracker's own error, whatever its type
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise UserError(f"key 'log.backends': {backend} did not start: {first[:300]}; {_HINTS[backend]}") from e

@@ -151,3 +151,20 @@ def test_tensorboard_only_by_default(tmp_path):
 def test_bad_log_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"key '{key}'"):
         load_config(None, [override])
+
+
+def test_a_tracker_that_does_not_start_is_one_line_naming_the_key(cfg, monkeypatch):
+    """No wandb package, an MLflow store that cannot be opened: a UserError naming log.backends
+    and what to do (the CLI prints it as one line, exit 2), and the trackers opened so far are closed."""
+    import sys
+
+    from rlreason.errors import UserError
+
+    run_dir = cfg.resolved_run_dir
+    run_dir.mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    with pytest.raises(UserError, match=r"key 'log.backends': wandb needs its package .*pip install -e '.\[trackers\]'"):
+        open_trackers(cfg, run_dir, None)
+    bad = load_config(None, [f"run_dir={run_dir}", "log.backends=[tensorboard,mlflow]", "log.mlflow_tracking_uri=nosuchscheme://x"])
+    with pytest.raises(UserError, match=r"key 'log.backends': mlflow did not start: .*log.mlflow_tracking_uri"):
+        open_trackers(bad, run_dir, None)
