@@ -15,6 +15,11 @@ reward. The exact truth of a step: rlreason.prm.addition_steps_correct. Reported
   the truth, split into false positives (a wrong step labelled 1) and false negatives (a right
   step labelled 0); and the soft labels' mean absolute error;
 - the wall time of sampling and labelling.
+With --train-problems N it also labels N problems of the recipe's training stream the same way,
+trains a PRM on them from the policy's weights (rlreason.prm.train_prm), saves it (HF format,
+with prm.json naming its step delimiter) and reports, on the held-out completions' steps (the
+answer steps included), the PRM's AUC and accuracy (score > 0.5) against the exact truth, beside
+the AUC of the held-out soft labels themselves.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ def main() -> int:
     ap.add_argument("--problems", type=int, default=100)
     ap.add_argument("--samples", type=int, default=4, help="completions per problem")
     ap.add_argument("--rollouts", type=int, default=4, help="continuations per step label")
+    ap.add_argument("--train-problems", type=int, default=0, help="label this many training problems and train a PRM on them (0: no PRM)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--prm-out", default="runs/prm_bench/prm")
     ap.add_argument("--out", default="runs/prm_labels_bench.json")
     args = ap.parse_args()
 
@@ -53,7 +62,8 @@ def main() -> int:
     from rlreason.data.stream import demonstrations
     from rlreason.loop import resolve_inputs, warm_start_key
     from rlreason.models import resolve_model
-    from rlreason.prm import STEP_DELIMITERS, addition_steps_correct, label_steps
+    from rlreason.data.stream import PromptStream
+    from rlreason.prm import STEP_DELIMITERS, addition_steps_correct, auc, label_steps, prm_step_scores, train_prm
     from rlreason.rollout.vllm_engine import VLLMEngine
 
     cfg = load_config(args.recipe, [])
@@ -102,6 +112,32 @@ def main() -> int:
     print(f"hard-label noise {result['hard_noise']:.3f} ({fp} wrong steps labelled 1, {fn} right steps labelled 0); "
           f"soft labels' mean absolute error {result['soft_mae']:.3f}")
     print(f"engine start {t_engine:.1f} s; sampling and labelling {t_label:.1f} s")
+    if args.train_problems:
+        t0 = time.time()
+        train = PromptStream(inputs.task, cfg.seed, exclude=inputs.exclude).next_batch(args.train_problems)
+        train_report = label_steps(engine, inputs.reward_fn, train, args.samples, args.rollouts, STEP_DELIMITERS["addition"],
+                                   ro.max_tokens, ro.temperature, cfg.seed + 1)
+        t_train_labels, t0 = time.time() - t0, time.time()
+        model, tokenizer, losses = train_prm(str(policy), train_report.labeled, epochs=args.epochs, lr=args.lr, seed=cfg.seed)
+        t_fit = time.time() - t0
+        model.save_pretrained(args.prm_out)
+        tokenizer.save_pretrained(args.prm_out)
+        Path(args.prm_out, "prm.json").write_text(json.dumps({"step_delimiter": STEP_DELIMITERS["addition"], "base": str(policy)}))
+        held = report.labeled
+        scores = prm_step_scores(model, tokenizer, [lab.prompt for lab in held], [lab.steps for lab in held])
+        truth = [t for lab in held for t in addition_steps_correct(lab.prompt, lab.steps)]
+        flat = [x for row in scores for x in row]
+        soft = [x for lab in held for x in lab.soft]
+        result.update({
+            "train_problems": len(train), "train_labelled_steps": sum(len(lab.steps) for lab in train_report.labeled),
+            "prm_losses": losses, "prm_auc": auc(flat, truth), "prm_accuracy": sum((x > 0.5) == t for x, t in zip(flat, truth)) / len(truth),
+            "soft_label_auc": auc(soft, truth), "heldout_steps": len(truth), "heldout_right_share": sum(truth) / len(truth),
+            "train_labels_s": t_train_labels, "prm_train_s": t_fit, "prm": args.prm_out,
+        })
+        print(f"PRM: {len(train)} training problems ({result['train_labelled_steps']} steps labelled in {t_train_labels:.1f} s), "
+              f"{args.epochs} epochs in {t_fit:.1f} s (loss {losses[0]:.3f} -> {losses[-1]:.3f}); on the {len(truth)} held-out steps "
+              f"({result['heldout_right_share']:.2f} right): AUC {result['prm_auc']:.3f}, accuracy {result['prm_accuracy']:.3f} "
+              f"(the soft labels themselves: AUC {result['soft_label_auc']:.3f}); saved to {args.prm_out}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -10,11 +10,18 @@ fraction of continuations the reward accepts, its hard label 1 when any is accep
 step holds the answer, so its label is the completion's own verdict (no rollouts). A label
 costs `rollouts` continuations; a completion of S steps costs rollouts * (S - 1).
 
-This is the data side of issue 20; the PRM's training, search and allocation are not built yet.
+A PRM learns those labels: a token-classification model (one logit) started from the policy's
+weights, trained with binary cross-entropy on the soft labels at each step's last token
+(`train_prm`), scoring a completion's steps with `prm_step_scores`. `auc` measures how well scores
+rank right steps above wrong ones.
+
+This is the data and model side of issue 20: the `rlreason prm` command (config, run directory,
+checkpoints), search in `rlreason eval` and compute allocation are not built yet.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, field
 
@@ -122,3 +129,111 @@ def addition_steps_correct(prompt: str, steps: list[str]) -> list[bool]:
             ok = ok and step == f"\\boxed{{{a + b}}}"
         out.append(ok)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The process reward model
+# ---------------------------------------------------------------------------------------------
+
+
+def step_positions(tokenizer, prompt: str, steps: list[str]) -> tuple[list[int], list[int]]:
+    """The token ids of prompt + completion, and the index of each step's last token (the token
+    that holds the step's last character, by the tokenizer's offsets)."""
+    text = prompt + "".join(steps)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = [a for a, _ in enc["offset_mapping"]]
+    positions, end = [], len(prompt)
+    for step in steps:
+        end += len(step)
+        positions.append(max(i for i, a in enumerate(starts) if a <= end - 1))
+    return enc["input_ids"], positions
+
+
+def _batches(rows: list, size: int, rng: random.Random):
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    for i in range(0, len(order), size):
+        yield [rows[j] for j in order[i : i + size]]
+
+
+def _logits_at(model, batch: list[tuple[list[int], list[int]]], pad_id: int):
+    """The model's step logits: one tensor of every row's positions, in row order."""
+    import torch
+
+    length = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), length), dtype=torch.long)
+    for r, (row, _) in enumerate(batch):
+        ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    logits = model(input_ids=ids, attention_mask=mask).logits[..., 0]  # (B, T)
+    return torch.cat([logits[r, pos] for r, (_, pos) in enumerate(batch)])
+
+
+def train_prm(base: str, labels: list[StepLabels], epochs: int = 2, lr: float = 1e-3, batch_size: int = 32, seed: int = 0):
+    """A PRM from `base` (the policy's directory): AutoModelForTokenClassification with one label,
+    trained for `epochs` on the soft labels at every step's last token (binary cross-entropy).
+    Returns (model, tokenizer, per-epoch mean losses)."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForTokenClassification.from_pretrained(base, num_labels=1)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = []
+    for lab in labels:
+        ids, positions = step_positions(tokenizer, lab.prompt, lab.steps)
+        rows.append((ids, positions, lab.soft))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    rng, losses = random.Random(seed), []
+    model.train()
+    for _ in range(epochs):
+        total, n = 0.0, 0
+        for batch in _batches(rows, batch_size, rng):
+            logits = _logits_at(model, [(ids, pos) for ids, pos, _ in batch], pad_id)
+            target = torch.tensor([t for _, _, soft in batch for t in soft])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(target), n + len(target)
+        losses.append(total / max(n, 1))
+    model.eval()
+    return model, tokenizer, losses
+
+
+def prm_step_scores(model, tokenizer, prompts: list[str], steps_list: list[list[str]], batch_size: int = 64) -> list[list[float]]:
+    """The PRM's probability that each step is right, for each (prompt, steps) pair."""
+    import torch
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = [step_positions(tokenizer, p, steps) for p, steps in zip(prompts, steps_list)]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            batch = rows[i : i + batch_size]
+            probs = torch.sigmoid(_logits_at(model, batch, pad_id)).tolist()
+            k = 0
+            for _, pos in batch:
+                out.append(probs[k : k + len(pos)])
+                k += len(pos)
+    return out
+
+
+def auc(scores: list[float], truth: list[bool]) -> float:
+    """The probability that a right step scores above a wrong one (ties count half): the area
+    under the ROC curve, by ranks. NaN when either class is empty."""
+    pos = [s for s, t in zip(scores, truth) if t]
+    neg = [s for s, t in zip(scores, truth) if not t]
+    if not pos or not neg:
+        return float("nan")
+    ranked = sorted((s, t) for s, t in zip(scores, truth))
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):  # average ranks over ties
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        rank_sum += sum(1 for _, t in ranked[i:j] if t) * (i + j + 1) / 2
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))

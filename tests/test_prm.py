@@ -92,3 +92,40 @@ def test_labels_through_the_real_engine(engine, tiny_model_dir):
         assert "".join(lab.steps) == lab.completion and len(lab.soft) == len(lab.hard) == len(lab.steps)
         assert lab.rollouts == 2 * (len(lab.steps) - 1)
         assert all(s in (0.0, 0.5, 1.0) for s in lab.soft) and [h > 0 for h in lab.hard] == [s > 0 for s in lab.soft]
+
+
+def test_auc_by_hand():
+    from rlreason.prm import auc
+
+    assert auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75  # 3 of the 4 (right, wrong) pairs ordered
+    assert auc([1, 1, 0, 0], [True, False, True, False]) == 0.5  # ties count half
+    assert auc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auc([0.3], [True]) != auc([0.3], [True])  # NaN: one class only
+
+
+def test_step_positions_point_at_each_steps_last_token(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from rlreason.prm import step_positions
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir[0])
+    steps = split_steps(RIGHT, ";")
+    ids, positions = step_positions(tok, "347+586>", steps)
+    assert tok.decode(ids) == "347+586>" + RIGHT
+    assert [tok.decode([ids[i]]) for i in positions] == [";", ";", ";", "}"]
+    assert positions == [8 + 9 - 1, 8 + 18 - 1, 8 + 26 - 1, len(ids) - 1]  # one token a character here
+
+
+def test_a_prm_learns_step_labels(tiny_model_dir):
+    """Trained on labels that call every step after a dropped carry wrong, the PRM scores the
+    right scratchpad's steps above the dropped one's later steps (AUC 1 on these steps)."""
+    from rlreason.prm import StepLabels, auc, prm_step_scores, train_prm
+
+    right, dropped = split_steps(RIGHT, ";"), split_steps(DROPPED, ";")
+    labels = [StepLabels("347+586>", "933", RIGHT, right, [1.0] * 4, [1.0] * 4, 1.0, 12),
+              StepLabels("347+586>", "933", DROPPED, dropped, [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], 0.0, 12)] * 16
+    model, tok, losses = train_prm(str(tiny_model_dir[0]), labels, epochs=4, lr=3e-3, batch_size=8)
+    assert losses[-1] < losses[0]
+    scores = prm_step_scores(model, tok, ["347+586>"] * 2, [right, dropped])
+    truth = addition_steps_correct("347+586>", right) + addition_steps_correct("347+586>", dropped)
+    assert auc(scores[0] + scores[1], truth) == 1.0
