@@ -15,7 +15,13 @@ return exactly 0 or 1), averaged over problems:
     best_of_k  the first k samples ranked by a scorer, the top one judged (ties: the first).
                Scorer 'verifier' is the data set's own reward (an oracle: best_of_k is then
                the empirical chance that one of the k is correct); 'rm:PATH' is an HF
-               sequence-classification reward model scoring prompt + completion.
+               sequence-classification reward model scoring prompt + completion; 'prm:PATH'
+               a process reward model (rlreason.prm) scoring each step, aggregated by the
+               last step's score (the default: the PRM's estimate that the finished answer
+               is right, as Snell et al. found best), 'prm:PATH:min' or 'prm:PATH:prod'.
+    wmaj@k     weighted best-of-N (Li et al. 2023; search-and-learn's weighted_best_of_n):
+               each of the first k samples votes for its answer with its scorer score; 1 if
+               the answer with the most weight is correct (ties: the answer seen first).
 
 `run_eval` samples with vLLM in this process (no Ray), scores every sample, and writes
 eval.json (metrics, settings, timing), samples.jsonl (every completion with its extracted
@@ -82,6 +88,20 @@ def best_of_n(scores: list[float], correct: list[bool], n: int) -> float:
     return float(correct[i])
 
 
+def weighted_maj_at_k(answers: list[str | None], scores: list[float], correct: list[bool], k: int) -> float:
+    """1.0 when the answer whose first-k samples' scores add up to the most is correct (samples
+    without an answer do not vote; ties go to the answer seen first), else 0.0."""
+    weight: dict[str, float] = {}
+    for a, sc in zip(answers[:k], scores[:k]):
+        if a is not None:
+            weight[a] = weight.get(a, 0.0) + sc
+    if not weight:
+        return 0.0
+    best = max(weight.values())
+    i = next(j for j, a in enumerate(answers[:k]) if a is not None and weight[a] == best)
+    return float(correct[i])
+
+
 def problem_metrics(correct: list[bool], answers: list[str | None] | None, scores: list[float] | None, ks: list[int]) -> dict[str, float]:
     """Every metric of one problem's samples (in sample order)."""
     n, c = len(correct), sum(correct)
@@ -90,6 +110,8 @@ def problem_metrics(correct: list[bool], answers: list[str | None] | None, score
         out |= {f"maj@{k}": maj_at_k(answers, correct, k) for k in ks}
     if scores is not None:
         out |= {f"best_of_{k}": best_of_n(scores, correct, k) for k in ks if k > 1}
+    if answers is not None and scores is not None:
+        out |= {f"wmaj@{k}": weighted_maj_at_k(answers, scores, correct, k) for k in ks if k > 1}
     return out
 
 
@@ -216,6 +238,59 @@ class RewardModelScorer:
         return out
 
 
+PRM_AGGREGATES = ("last", "min", "prod")
+
+
+def parse_prm_scorer(scorer: str) -> tuple[str, str]:
+    """'prm:PATH[:last|min|prod]' -> (PATH, aggregate); 'last' by default."""
+    path, _, agg = scorer[4:].rpartition(":")
+    return (path, agg) if path and agg in PRM_AGGREGATES else (scorer[4:], "last")
+
+
+class PRMScorer:
+    """Scores a completion by a process reward model (rlreason.prm.train_prm's, saved with
+    prm.json naming its step delimiter): each step's score, aggregated by the last step's, the
+    lowest or their product. Completions without the delimiter are one step; they are counted
+    (no_steps), never scored 0 for it."""
+
+    def __init__(self, path: str, aggregate: str = "last"):
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.delimiter = prm_delimiter(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForTokenClassification.from_pretrained(path).eval()
+        self.aggregate, self.no_steps = aggregate, 0
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
+        import math
+
+        from rlreason.prm import prm_step_scores, split_steps
+
+        steps = [split_steps(c, self.delimiter) or [c] for c in completions]
+        self.no_steps = sum(len(s) < 2 for s in steps)
+        keep = [i for i, s in enumerate(steps) if s and s[0]]  # an empty completion has no step to score
+        scores = dict(zip(keep, prm_step_scores(self.model, self.tokenizer, [prompts[i] for i in keep], [steps[i] for i in keep])))
+        agg = {"last": lambda xs: xs[-1], "min": min, "prod": math.prod}[self.aggregate]
+        return [agg(scores[i]) if i in scores else 0.0 for i in range(len(completions))]
+
+
+def prm_delimiter(path: str) -> str:
+    """The step delimiter a PRM was trained with (its prm.json), or NotFound naming the file."""
+    from rlreason.errors import NotFound
+
+    meta = Path(path) / "prm.json"
+    if not meta.is_file():
+        raise NotFound(f"--scorer prm:{path}: no prm.json (a PRM saved by rlreason.prm names its step delimiter there)")
+    return json.loads(meta.read_text())["step_delimiter"]
+
+
+def dataset_step_delimiter(spec) -> str:
+    """The steps of a data set's completions: each column of the addition task, else a blank line."""
+    from rlreason.prm import STEP_DELIMITERS
+
+    return STEP_DELIMITERS["addition" if spec.source == "task:addition" else "math"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Eval sets: loaded the same way for `rlreason eval` and for the training loop's evaluations
 # ---------------------------------------------------------------------------------------------
@@ -316,8 +391,8 @@ class EvalSettings:
             raise ConfigError(f"--max-tokens: {self.max_tokens} leaves no room for a prompt in --max-model-len {self.max_model_len}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype: unknown value {self.dtype!r}; choose one of {list(DTYPES)}")
-        if not (self.scorer in ("verifier", "none") or (self.scorer.startswith("rm:") and len(self.scorer) > 3)):
-            raise ConfigError(f"--scorer: unknown value {self.scorer!r}; use 'verifier', 'rm:PATH' or 'none'")
+        if not (self.scorer in ("verifier", "none") or (self.scorer.startswith(("rm:", "prm:")) and self.scorer.split(":", 1)[1])):
+            raise ConfigError(f"--scorer: unknown value {self.scorer!r}; use 'verifier', 'rm:PATH', 'prm:PATH[:last|min|prod]' or 'none'")
         if self.reward:
             check_reward("--reward", self.reward)
 
@@ -341,6 +416,12 @@ def run_eval(s: EvalSettings) -> dict:
     if s.scorer.startswith("rm:"):
         locate_model(s.scorer[3:])  # a reward model that is not there fails now, not after sampling
     spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
+    if s.scorer.startswith("prm:"):  # refused now, not after sampling
+        from rlreason.config import ConfigError
+
+        prm_path, _ = parse_prm_scorer(s.scorer)
+        if (theirs := prm_delimiter(prm_path)) != (ours := dataset_step_delimiter(spec)):
+            raise ConfigError(f"--scorer prm:{prm_path}: its step delimiter {theirs!r} differs from data set {spec.label}'s {ours!r}")
     prepare_rewards(spec.reward, unsafe_code=s.unsafe_code, threads=SCORING_THREADS)
     model_path = resolve_eval_model(s.model, s.max_model_len)
     max_len = s.max_model_len
@@ -408,6 +489,12 @@ def _scorer_scores(scorer: str, es: EvalSet, flat: list, rewards: list[float]) -
         return list(rewards)
     if scorer.startswith("rm:"):
         return RewardModelScorer(scorer[3:])([es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat])
+    if scorer.startswith("prm:"):
+        prm = PRMScorer(*parse_prm_scorer(scorer))
+        out = prm([es.prompts[i] for i, _ in flat], [smp.text for _, smp in flat])
+        if prm.no_steps:
+            log.warning("--scorer %s: %d of %d samples have no step delimiter %r (scored as one step)", scorer, prm.no_steps, len(flat), prm.delimiter)
+        return out
     return None  # 'none' (EvalSettings.check refuses any other)
 
 

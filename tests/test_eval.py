@@ -68,8 +68,50 @@ def test_best_of_n_and_problem_metrics():
         "pass@1": pytest.approx(0.25), "pass@2": pytest.approx(0.5), "pass@4": 1.0,  # 1 - C(3,2)/C(4,2) = 1 - 3/6
         "maj@1": 0.0, "maj@2": 0.0, "maj@4": 0.0,  # '5' wins
         "best_of_2": 1.0, "best_of_4": 1.0,
+        "wmaj@2": 1.0, "wmaj@4": 1.0,  # '7' carries 1.0 of the weight, '5' 0.0
     }
     assert set(problem_metrics([True], None, None, [1])) == {"pass@1"}  # code: no vote, no scorer
+
+
+def test_weighted_majority_hand_computed():
+    """Two cheap votes for a wrong 7 lose to one confident vote for the right 5."""
+    from rlreason.evaluate import weighted_maj_at_k
+
+    answers, scores, correct = ["7", "7", "5", None], [0.1, 0.1, 0.9, 5.0], [False, False, True, False]
+    assert maj_at_k(answers, correct, 3) == 0.0 and weighted_maj_at_k(answers, scores, correct, 3) == 1.0
+    assert weighted_maj_at_k(answers, scores, correct, 2) == 0.0  # only the 7s
+    assert weighted_maj_at_k(answers, scores, correct, 4) == 1.0  # no answer: no vote, whatever its score
+    assert weighted_maj_at_k(["5", "7"], [0.5, 0.5], [True, False], 2) == 1.0  # a tie: the answer seen first
+    assert weighted_maj_at_k([None, None], [1.0, 1.0], [False, False], 2) == 0.0
+
+
+def test_prm_scorer_parsing_aggregates_and_a_delimiter_that_differs(tmp_path, tiny_model_dir, offline):
+    """prm:PATH[:last|min|prod]; the PRM's per-step scores aggregated; a completion without the
+    delimiter is one step and counted; a PRM trained on other steps than the data set's is
+    refused before any sampling, naming both delimiters."""
+    import math
+
+    from rlreason.config import ConfigError
+    from rlreason.evaluate import EvalSettings, PRMScorer, parse_prm_scorer, run_eval
+    from rlreason.prm import prm_step_scores, split_steps, train_prm
+
+    assert parse_prm_scorer("prm:/a/b") == ("/a/b", "last") and parse_prm_scorer("prm:/a/b:min") == ("/a/b", "min")
+    assert parse_prm_scorer("prm:/a:b/c") == ("/a:b/c", "last")
+    model, tok, _ = train_prm(str(tiny_model_dir[0]), [], epochs=0)  # an untrained head: any scores will do
+    prm = tmp_path / "prm"
+    model.save_pretrained(prm)
+    tok.save_pretrained(prm)
+    (prm / "prm.json").write_text(json.dumps({"step_delimiter": ";"}))
+    text = "7+6+0=13;4+8+1=13;3+5+1=9;\\boxed{933}"
+    steps = prm_step_scores(model, tok, ["347+586>"], [split_steps(text, ";")])[0]
+    for agg, want in (("last", steps[-1]), ("min", min(steps)), ("prod", math.prod(steps))):
+        scorer = PRMScorer(str(prm), agg)
+        assert scorer(["347+586>", "1+2>"], [text, "\\boxed{3}"])[0] == pytest.approx(want)
+        assert scorer.no_steps == 1
+    (prm / "prm.json").write_text(json.dumps({"step_delimiter": "\n\n"}))
+    with pytest.raises(ConfigError, match=r"step delimiter '\\n\\n' differs from data set addition's ';'"):
+        run_eval(EvalSettings(model="tiny", dataset="addition", scorer=f"prm:{prm}", n=2, ks=[1, 2], out=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
 
 
 def test_aggregate_per_subject_and_level():
