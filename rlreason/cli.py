@@ -181,7 +181,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     v.add_argument("--max-tokens", type=int, default=256)
     v.add_argument("--max-model-len", type=int, default=2048, help="context length (capped at the model's); longer prompts are left out")
     v.add_argument("--limit", type=int, help="evaluate the first N problems only")
-    v.add_argument("--scorer", default="verifier", help="best-of-N selector: 'verifier' (the data set's reward), 'rm:PATH' (HF sequence-classification reward model) or 'none'")
+    v.add_argument("--scorer", default="verifier", help="best-of-N selector: 'verifier' (the data set's reward), 'rm:PATH' (HF sequence-classification reward model), 'prm:PATH[:last|min|prod]' (a process reward model, rlreason.prm; docs/search.md) or 'none'")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--dtype", default="float32")
     v.add_argument("--kv-cache-gib", type=float, default=1.0)
