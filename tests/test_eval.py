@@ -202,7 +202,7 @@ def test_cli_eval_math500_slice_tiny(tmp_path):
     )
     m = report["metrics"]
     assert set(m) == {"overall", "by_subject", "by_level"}
-    assert set(m["overall"]) == {"n_problems", "pass@1", "pass@2", "maj@1", "maj@2", "best_of_2"}
+    assert set(m["overall"]) == {"n_problems", "pass@1", "pass@2", "maj@1", "maj@2", "best_of_2", "wmaj@2"}
     assert sum(v["n_problems"] for v in m["by_level"].values()) == 8 == sum(v["n_problems"] for v in m["by_subject"].values())
     assert report["dataset"]["resolved_source"].endswith("math500.jsonl") and report["dataset"]["template"] == "chat"
     assert samples[0]["prompt"].startswith("<|im_start|>user\nConvert the point") and samples[0]["gold"] == r"\left( 3, \frac{\pi}{2} \right)"
@@ -227,7 +227,7 @@ def test_cli_eval_gsm8k_slice_with_a_reward_model_scorer(tmp_path, tiny_model_di
     )
     assert report["settings"]["max_model_len"] == 640 and report["dataset"]["answer_extract"] == "gsm8k"
     assert set(report["metrics"]) == {"overall"}  # GSM8K has no subject or level
-    assert set(report["metrics"]["overall"]) == {"n_problems", "pass@1", "pass@3", "maj@1", "maj@3", "best_of_3"}
+    assert set(report["metrics"]["overall"]) == {"n_problems", "pass@1", "pass@3", "maj@1", "maj@3", "best_of_3", "wmaj@3"}
     assert report["n_problems"] == 4 and report["prompts_left_out_too_long"] > 0  # long questions do not fit 640 - 32
     assert all(isinstance(s["score"], float) for s in samples)
     for p in problems:  # best_of_3 judged the sample the reward model ranked first
