@@ -169,7 +169,7 @@ class WarmStartConfig:
     # carry, functions leaves out the constant term.
     teacher_error: float = 0.6
     # Reuse the outcome of a warm start this machine already ran with the same inputs (the
-    # demonstrations, these settings, the model, its dtype and kernels, the seed, torch's version),
+    # demonstrations, these settings, the model, its dtype, kernels and threads, the seed, torch's version),
     # from <model.cache_dir>/warm_start/KEY: the weights and the learner's generator, so the run
     # goes on exactly as if it had run it. One learner rank only. `--no-cache` sets it false.
     cache: bool = True

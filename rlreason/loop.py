@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -309,6 +310,8 @@ def warm_start_key(cfg: Config, pairs: list[tuple[str, str]], model_path: str) -
         "v": WARM_CACHE_VERSION, "pairs": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(), "warm_start": ws,
         "model": model_path, "model_files": files, "dtype": cfg.model.dtype, "mixed_precision": cfg.optim.mixed_precision,
         "attn": cfg.optim.attn_implementation, "learner_cpus": cfg.ray.learner_cpus, "learner_gpus": cfg.ray.learner_gpus,
+        # the learner's torch threads (rlreason.cluster.actors.node_threads): ray.threads, else the cores split by placement
+        "threads": cfg.ray.threads, "placement": cfg.ray.placement, "cores": os.cpu_count(),
         "seed": cfg.seed, "torch": torch.__version__,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]

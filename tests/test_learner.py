@@ -334,7 +334,7 @@ def test_the_warm_start_cache_key_names_what_determines_the_outcome(tiny_model_d
     path, _ = tiny_model_dir
     pairs = [("1+2>", "=3")]
     key = warm_start_key(load_config(None, []), pairs, str(path))
-    for override in ("warm_start.steps=7", "warm_start.lr=0.01", "seed=3", "model.dtype=bfloat16", "optim.mixed_precision=bfloat16", "ray.learner_cpus=2"):
+    for override in ("warm_start.steps=7", "warm_start.lr=0.01", "seed=3", "model.dtype=bfloat16", "optim.mixed_precision=bfloat16", "ray.learner_cpus=2", "ray.threads=1", "ray.placement=colocated"):
         assert warm_start_key(load_config(None, [override]), pairs, str(path)) != key, override
     assert warm_start_key(load_config(None, []), [("1+2>", "=4")], str(path)) != key  # the teacher's demonstrations
     for override in ("steps=3", "algo.kl_coef=0.1", "optim.lr=0.5", "warm_start.cache=false", "name=other"):
