@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,24 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from math_bench import DATA, workload  # noqa: E402  (the benchmarks folder is sys.path[0])
+from host import host  # noqa: E402  (the benchmarks folder is sys.path[0])
+from math_bench import DATA, workload  # noqa: E402
 
 from rlreason.rewards.math_reward import MathReward  # noqa: E402
 
 SLOW = ("q", r"\boxed{(x+y+z+1)^{30}}", "x^2+2x+1")
 TIMEOUTS = ("timeout", "queue_timeout")
-
-
-def cpu_model() -> str:
-    """The CPU's model name and which of the flags that set its speed class it has (AMX, AVX512-BF16)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    marks = [f for f in ("amx_tile", "avx512_bf16", "avx2") if f in flags]
-    return f"{name} ({', '.join(marks[:1]) or 'no avx2'})"
 
 
 def one_batch(jobs: list[tuple[str, str, str]], workers: int, threads: int, limit: float) -> dict:
@@ -98,7 +86,7 @@ def main() -> None:
         jobs.insert(i * (step + 1), SLOW)
     pools = {"cpu default": max(1, min(4, os.cpu_count() or 1)), "sized to threads": args.threads}
     report = {
-        "host": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
+        "host": host(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
         "threads": args.threads, "limit_s": args.limit, "rows": len(jobs), "slow_rows": args.slow, "pools": {},
     }
     for name, workers in pools.items():

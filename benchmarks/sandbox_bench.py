@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlreason.rewards.code import CodeReward, assert_answer
 from rlreason.rewards.sandbox import _REAPER, Limits, Sandbox
 
+from host import host  # noqa: E402  (the benchmarks folder is sys.path[0])
+
 
 def humaneval_answer(problem: dict) -> str:
     """HumanEval as an assert-style answer: the prompt is the trusted prefix."""
@@ -116,8 +118,7 @@ def main() -> None:
 
     sandbox = Sandbox()
     reward = CodeReward(sandbox)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
-    report = {"host": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "isolation": sandbox.isolation.detail,
+    report = {"host": host(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "isolation": sandbox.isolation.detail,
               "overhead": overhead(sandbox, reward, args.runs)}
     t = time.perf_counter()
     report["humaneval"] = humaneval_counts(reward, read_problems(), workers=args.workers)
