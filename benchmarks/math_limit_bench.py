@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host import host  # noqa: E402  (the benchmarks folder is sys.path[0])
+from benchmarks.host import host  # noqa: E402  (the repository root is on sys.path)
 from math_bench import DATA, workload  # noqa: E402
 
 from rlreason.rewards.math_reward import MathReward  # noqa: E402

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlreason.rewards.code import CodeReward, assert_answer
 from rlreason.rewards.sandbox import _REAPER, Limits, Sandbox
 
-from host import host  # noqa: E402  (the benchmarks folder is sys.path[0])
+from benchmarks.host import host  # noqa: E402  (the repository root is on sys.path)
 
 
 def humaneval_answer(problem: dict) -> str:
