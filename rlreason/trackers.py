@@ -94,7 +94,7 @@ class MLflow:
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         if run_id is None:
             experiment = self.client.get_experiment_by_name(lc.project)
-            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(lc.project)
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(lc.project, artifact_location=_artifacts_beside(uri))
             run = self.client.create_run(experiment_id, run_name=cfg.name, tags={t: "" for t in lc.tags})
             run_id = run.info.run_id
             from rlreason.config import flatten
@@ -120,6 +120,14 @@ class MLflow:
 
     def close(self) -> None:
         self.client.set_terminated(self.id)
+
+
+def _artifacts_beside(uri: str) -> str | None:
+    """A SQLite store's artifacts go in `mlartifacts/` beside its file; MLflow's own default is ./mlruns in
+    whatever directory the process runs from. Other stores (a directory, a server) choose their own place."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
 
 
 def open_trackers(cfg, run_dir: Path, history: list[dict] | None) -> list:

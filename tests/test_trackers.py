@@ -73,6 +73,8 @@ def steps(metrics: MetricsLogger, numbers, shift: float = 0.0) -> None:
 
 def test_every_step_reaches_every_tracker_and_a_resume_continues_their_runs(cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # MLflow's own default put artifacts in ./mlruns, wherever that was
     from mlflow import MlflowClient
 
     run_dir = cfg.resolved_run_dir
@@ -108,6 +110,7 @@ def test_every_step_reaches_every_tracker_and_a_resume_continues_their_runs(cfg,
     history = [(m.step, m.value) for m in client.get_metric_history(ids["mlflow"], "reward/mean")]
     assert sorted(history) == [(0, 0.0), (1, 0.1), (2, 0.2), (2, 0.25), (3, 0.35)]  # step 2 trained twice, both kept
     assert [a.path for a in client.list_artifacts(ids["mlflow"])] == ["progress.png"]
+    assert list((tmp_path / "mlartifacts").rglob("progress.png")) and not any((tmp_path / "cwd").iterdir())
     assert len(client.search_runs([run.info.experiment_id])) == 1  # no second run
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
