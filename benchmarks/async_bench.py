@@ -30,7 +30,7 @@ def summarize(rows: list[dict], target: float) -> dict:
         rl_time += r["timing/step"] - r.get("timing/eval", 0.0)
         if reached is None and r.get("eval/accuracy", -1) >= target:
             reached = rl_time
-    median = lambda key: statistics.median(r[key] for r in steps)  # noqa: E731
+    median = lambda key: statistics.median(r[key] for r in steps)
     return {
         "steps": len(steps),
         "step_s_median": statistics.median(r["timing/step"] - r.get("timing/eval", 0.0) for r in steps),  # evaluation excluded
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rlreason import checkpoint
-    from rlreason.train import train
     from rlreason.config import load_config
+    from rlreason.train import train
 
     work = Path(args.work)
     common = [f"eval.every={args.eval_every}", f"eval.size={args.eval_size}", "algo.tis_cap=2.0", "checkpoint.every=0"]
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         results[name] = summarize(_rows(run_dir), args.target) | {"wall_s": time.time() - t}
 
     s, a = results["sync"], results["async"]
-    ratio = lambda x, y: (x / y) if x and y else None  # noqa: E731
+    ratio = lambda x, y: (x / y) if x and y else None
     results["async_over_sync"] = {
         "step_time": ratio(a["step_s_median"], s["step_s_median"]),
         "time_to_target": ratio(a["time_to_target_s"], s["time_to_target_s"]),

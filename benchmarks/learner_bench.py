@@ -6,6 +6,9 @@ FSDPLearner with --fsdp) on a locally built Qwen2-architecture model, timed upda
     python benchmarks/learner_bench.py --fsdp          # the same through FSDP2 (FSDPLearner, one rank)
     python benchmarks/learner_bench.py --quick         # the default recipe's 1.1M model and lengths: seconds on a CPU
     python benchmarks/learner_bench.py --set optim.micro_batch_size=32 optim.gradient_checkpointing=true
+    python benchmarks/learner_bench.py --quick --warm-start   # the recipe's supervised warm start, timed in pieces of 10 steps
+    python benchmarks/learner_bench.py --quick --compile      # the learner's model through torch.compile (dynamic shapes);
+                                                              # the compile is paid in the first (untimed) update, and printed
 
 It needs torch, transformers and pyyaml only (no vLLM, no Ray), so it runs on a machine where
 those cannot be installed. The batch is what make_batch builds from sampled groups: P prompts
@@ -32,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: a PYTHONPATH tree (benchmarks/ab.sh) comes first
+from benchmarks.host import host
 
 SIZE_100M = [
     "model.tiny.hidden_size=768",
@@ -81,7 +86,7 @@ def synthetic_batch(vocab: list[int], prompts: int, group_size: int, prompt_toke
     from rlreason.types import Sample
 
     g = torch.Generator().manual_seed(seed)
-    pick = lambda n: [vocab[i] for i in torch.randint(len(vocab), (n,), generator=g).tolist()]  # noqa: E731
+    pick = lambda n: [vocab[i] for i in torch.randint(len(vocab), (n,), generator=g).tolist()]
     groups = []
     for _ in range(prompts):
         prompt = pick(prompt_tokens)
@@ -99,14 +104,6 @@ def build_learner(cfg, path: str, fsdp: bool, total_steps: int):
     from rlreason.learner.fsdp import FSDPLearner, free_address
 
     return FSDPLearner(0, 1, free_address(), *args)
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "cpu"
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor() or "cpu")
 
 
 def peak_memory_gib(device) -> dict:
@@ -130,6 +127,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="updates before the timed ones (default 2; --quick: 1)")
     ap.add_argument("--updates", type=int, default=None, help="timed updates (default 5; --quick: 3)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak for MFU (default: from the GPU's name)")
+    ap.add_argument("--warm-start", action="store_true",
+                    help="time the recipe's warm start (Learner.warm_start on its teacher's demonstrations) in pieces of "
+                         "10 steps, in place of the RL update; --warmup and --updates count pieces")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the learner's model (dynamic shapes) before the first update")
     ap.add_argument("--recipe", default="recipes/addition_grpo.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides (optim.*, algo.*, model.*), applied last")
     ap.add_argument("--cache-dir", default=None, help="where the model is built (default: model.cache_dir)")
@@ -163,7 +164,12 @@ def main(argv=None) -> int:
     lengths = batch.attention_mask.sum(-1).tolist()
     flops = update_flops(lengths, n_matmul, mc.num_hidden_layers, d_attn)
 
-    times, stats = [], None
+    if args.compile:
+        model.compile(dynamic=True)  # compiles on the first forward: the first warm-up update or piece pays it
+    if args.warm_start:
+        return warm_start_bench(args, cfg, learner, overrides)
+
+    times, warmup_s, stats = [], [], None
     for i in range(args.warmup + args.updates):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -171,10 +177,9 @@ def main(argv=None) -> int:
         stats = learner.update(batch, cfg.rollout.temperature)  # its .item() calls wait for the device
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t)
+        (times if i >= args.warmup else warmup_s).append(time.perf_counter() - t)
     median = statistics.median(times)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else host()
     peak = args.peak_tflops or (peak_tflops(name) if device.type == "cuda" else None)
     tflops = flops / median / 1e12
     result = {
@@ -194,6 +199,8 @@ def main(argv=None) -> int:
         "padded_tokens": int(batch.attention_mask.numel()),
         "flops_per_update": flops,
         "update_s": times,
+        "warmup_update_s": warmup_s,  # with --compile, the first one includes the compile
+        "compile": args.compile,
         "update_s_median": median,
         "tokens_per_s": sum(lengths) / median,
         "tflops": tflops,
@@ -216,7 +223,47 @@ def main(argv=None) -> int:
     print(f"{'update s (median)':>18}{'tokens/s':>12}{'TFLOP/s':>10}{'MFU':>8}{'peak mem GiB':>14}")
     mem = result.get("gpu_peak_allocated_gib", result["peak_rss_gib"])
     print(f"{median:>18.3f}{result['tokens_per_s']:>12.0f}{tflops:>10.2f}{mfu:>8}{mem:>14.2f}")
+    print("untimed warm-up updates (s): " + " ".join(f"{t:.3f}" for t in warmup_s) + ("  (the first compiles)" if args.compile else ""))
     print("updates (s): " + " ".join(f"{t:.3f}" for t in times) + ("" if peak else "; MFU needs a peak: --peak-tflops"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+WARM_PIECE = 10
+
+
+def warm_start_bench(args, cfg, learner, overrides) -> int:
+    """Seconds per warm-start step: the recipe's warm start (its task's teacher, its batch size,
+    lr and schedule), run in pieces of WARM_PIECE steps; the first --warmup pieces not timed."""
+    import torch
+
+    from rlreason.data.stream import demonstrations, make_task
+
+    ws = cfg.warm_start
+    pieces = args.warmup + args.updates
+    if pieces * WARM_PIECE > ws.steps:
+        raise SystemExit(f"--warmup + --updates = {pieces} pieces of {WARM_PIECE} steps: more than warm_start.steps={ws.steps}")
+    task = make_task(cfg.task.name, cfg.task.digits)
+    pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed)
+    times, warmup_s, out = [], [], {}
+    for i in range(pieces):
+        t = time.perf_counter()
+        out = learner.warm_start(pairs if i == 0 else None, ws, i * WARM_PIECE, (i + 1) * WARM_PIECE)
+        (times if i >= args.warmup else warmup_s).append((time.perf_counter() - t) / WARM_PIECE)
+    median = statistics.median(times)
+    result = {
+        "device": host(), "torch": torch.__version__, "threads": torch.get_num_threads(), "mode": "warm_start",
+        "batch_size": ws.batch_size, "steps_timed": len(times) * WARM_PIECE, "step_s": times, "step_s_median": median,
+        "warmup_step_s": warmup_s, "compile": args.compile,
+        "overrides": overrides, "loss_last": out["losses"][-1], **peak_memory_gib(learner.device),
+    }
+    print(f"device {result['device']} ({result['threads']} threads), torch {torch.__version__}; warm start of {cfg.task.name}, "
+          f"batch {ws.batch_size}, micro-batches: {cfg.optim.micro_batch_size} rows, {cfg.optim.micro_batch_tokens or 'any'} tokens")
+    print(f"warm-start step s, median of {len(times)} pieces of {WARM_PIECE}: {median:.4f} "
+          f"[{min(times):.4f}-{max(times):.4f}]; loss after {pieces * WARM_PIECE} steps {result['loss_last']:.4f}")
+    print(f"untimed pieces: {' '.join(f'{t * WARM_PIECE:.2f}' for t in warmup_s)} s" + ("  (the first compiles)" if args.compile else ""))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

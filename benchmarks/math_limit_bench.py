@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.host import host  # noqa: E402  (the repository root is on sys.path)
-from math_bench import DATA, workload  # noqa: E402
+from math_bench import DATA, workload
 
-from rlreason.rewards.math_reward import MathReward  # noqa: E402
+from benchmarks.host import host
+from rlreason.rewards.math_reward import MathReward
 
 SLOW = ("q", r"\boxed{(x+y+z+1)^{30}}", "x^2+2x+1")
 TIMEOUTS = ("timeout", "queue_timeout")

@@ -62,8 +62,8 @@ def run_layout(placement: str, workers: int, transport: str, steps: int, overrid
     from rlreason.cluster.actors import connect
     from rlreason.cluster.placement import build_placement
     from rlreason.config import load_config
-    from rlreason.models import resolve_model
     from rlreason.loop import run
+    from rlreason.models import resolve_model
 
     run_dir = root / f"{placement}-{workers}-{transport}"
     cfg = load_config(None, [f"run_dir={run_dir}", f"steps={steps}", f"ray.placement={placement}",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.host import host  # noqa: E402  (the repository root is on sys.path)
+from benchmarks.host import host
 
 
 def main() -> int:
@@ -50,11 +50,17 @@ def main() -> int:
     args = ap.parse_args()
 
     from rlreason.config import load_config
-    from rlreason.data.stream import demonstrations
+    from rlreason.data.stream import PromptStream, demonstrations
     from rlreason.loop import resolve_inputs, warm_start_key
     from rlreason.models import resolve_model
-    from rlreason.data.stream import PromptStream
-    from rlreason.prm import STEP_DELIMITERS, addition_steps_correct, auc, label_steps, prm_step_scores, train_prm
+    from rlreason.prm import (
+        STEP_DELIMITERS,
+        addition_steps_correct,
+        auc,
+        label_steps,
+        prm_step_scores,
+        train_prm,
+    )
     from rlreason.rollout.vllm_engine import VLLMEngine
 
     cfg = load_config(args.recipe, [])

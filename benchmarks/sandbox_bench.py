@@ -26,10 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.host import host
 from rlreason.rewards.code import CodeReward, assert_answer
 from rlreason.rewards.sandbox import _REAPER, Limits, Sandbox
-
-from benchmarks.host import host  # noqa: E402  (the repository root is on sys.path)
 
 
 def humaneval_answer(problem: dict) -> str:

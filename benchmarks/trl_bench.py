@@ -184,8 +184,8 @@ def child_warm(spec: dict, out: Path) -> None:
     import torch
 
     from rlreason.data.stream import demonstrations, heldout_problems, make_task
-    from rlreason.models import resolve_model
     from rlreason.learner.policy import Learner
+    from rlreason.models import resolve_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = base_config(spec)

@@ -292,14 +292,14 @@ def warm_start(learner, pairs: list[tuple[str, str]], ws, pieces: int = 50) -> d
     return {k: v for k, v in out.items() if k != "losses"}
 
 
-WARM_CACHE_VERSION = 1  # bump when what a cached warm start holds, or how it is made, changes
+WARM_CACHE_VERSION = 2  # bump when what a cached warm start holds, or how it is made, changes
 
 
 def warm_start_key(cfg: Config, pairs: list[tuple[str, str]], model_path: str) -> str:
     """What determines a warm start's outcome on a machine, hashed: the demonstrations (they carry
     the task, the teacher's error, the held-out exclusion and the seed), the warm-start settings,
     the starting weights (the model; a local directory's files by name, size and time), the
-    learner's dtype, kernels, threads and device, the seed, and torch's version."""
+    learner's dtype, kernels, micro-batches, threads and device, the seed, and torch's version."""
     import hashlib
 
     ws = {k: v for k, v in asdict(cfg.warm_start).items() if k != "cache"}
@@ -309,7 +309,8 @@ def warm_start_key(cfg: Config, pairs: list[tuple[str, str]], model_path: str) -
     parts = {
         "v": WARM_CACHE_VERSION, "pairs": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(), "warm_start": ws,
         "model": model_path, "model_files": files, "dtype": cfg.model.dtype, "mixed_precision": cfg.optim.mixed_precision,
-        "attn": cfg.optim.attn_implementation, "learner_cpus": cfg.ray.learner_cpus, "learner_gpus": cfg.ray.learner_gpus,
+        "attn": cfg.optim.attn_implementation, "micro_batch": [cfg.optim.micro_batch_size, cfg.optim.micro_batch_tokens],
+        "learner_cpus": cfg.ray.learner_cpus, "learner_gpus": cfg.ray.learner_gpus,
         # the learner's torch threads (rlreason.cluster.actors.node_threads): ray.threads, else the cores split by placement
         "threads": cfg.ray.threads, "placement": cfg.ray.placement, "cores": os.cpu_count(),
         "seed": cfg.seed, "torch": torch.__version__,

@@ -44,6 +44,49 @@ def test_warm_start_in_pieces_is_the_warm_start_in_one_call(tiny_model_dir):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_warm_start_in_micro_batches_is_the_warm_start_of_the_whole_batch(tiny_model_dir):
+    """The warm start honours optim.micro_batch_size / micro_batch_tokens (a long demonstration
+    need not fit beside 63 others): the losses and weights are those of one micro-batch."""
+    path, _ = tiny_model_dir
+    pairs = [(f"{a}+{b}>", f"{a}+{b}=" + "1" * (a % 7) + f"={a + b}") for a in range(10, 20) for b in range(30, 33)]
+    ws = WarmStartConfig(steps=4, batch_size=8, lr=3e-3, warmup_steps=2)
+    whole = Learner(str(path), AlgoConfig(), OptimConfig(), threads=1).warm_start(pairs, ws)
+    learners = [Learner(str(path), AlgoConfig(), OptimConfig(micro_batch_size=3), threads=1),
+                Learner(str(path), AlgoConfig(), OptimConfig(micro_batch_tokens=40), threads=1)]
+    for learner in learners:
+        split = learner.warm_start(pairs, ws)
+        assert split["losses"] == pytest.approx(whole["losses"], rel=1e-5)
+    a, b = learners[0].weights(), Learner(str(path), AlgoConfig(), OptimConfig(), threads=1)
+    b.warm_start(pairs, ws)
+    b = b.weights()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4  # Adam turns float-order noise into ~1e-5
+
+
+def test_logits_only_at_the_positions_the_loss_uses(tiny_model_dir):
+    """The LM head runs from the first completion position on (transformers' logits_to_keep),
+    the logprobs and entropy are those of the full computation, and the entropy is outside
+    autograd unless asked for (entropy_grad)."""
+    from rlreason.learner.policy import token_logprobs
+
+    path, _ = tiny_model_dir
+    learner = Learner(str(path), AlgoConfig(), OptimConfig(), threads=1)
+    groups = [[Sample([10, 11, 12, 13, 14], [15, 16, 2], "", [-1.0] * 3, "stop", 0), Sample([10, 11, 12], [17, 18, 19, 2], "", [-1.0] * 4, "stop", 0)]]
+    batch = make_batch(groups, torch.tensor([[1.0, -1.0]]), pad_id=0)  # T = 8; the first completion token is at 3
+    seen = []
+    hook = learner.model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    logp, entropy = token_logprobs(learner.model, batch, with_entropy=True, entropy_grad=False)
+    hook.remove()
+    assert seen == [8 - 2]  # positions 2..7 (position 2 predicts token 3); 7 drops as it predicts nothing
+    logits = learner.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+    full = torch.log_softmax(logits.float(), -1)
+    want = full.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    mask = batch.loss_mask.bool()
+    assert torch.allclose(logp[mask], want[mask], atol=1e-6) and (logp[:, :2] == 0).all()
+    assert torch.allclose(entropy[mask], -(full.exp() * full).sum(-1)[mask], atol=1e-6)
+    assert logp.requires_grad and not entropy.requires_grad
+    assert token_logprobs(learner.model, batch, with_entropy=True)[1].requires_grad  # entropy_grad=True: the entropy bonus
+
+
 def test_progress_prints_plain_lines_where_the_output_is_not_a_terminal():
     """In CI or `ray job logs` the warm start's progress is a line every few seconds and one at
     the end (tqdm's text: count, elapsed, rate, ETA, the loss), never carriage returns."""
@@ -334,7 +377,8 @@ def test_the_warm_start_cache_key_names_what_determines_the_outcome(tiny_model_d
     path, _ = tiny_model_dir
     pairs = [("1+2>", "=3")]
     key = warm_start_key(load_config(None, []), pairs, str(path))
-    for override in ("warm_start.steps=7", "warm_start.lr=0.01", "seed=3", "model.dtype=bfloat16", "optim.mixed_precision=bfloat16", "ray.learner_cpus=2", "ray.threads=1", "ray.placement=colocated"):
+    for override in ("warm_start.steps=7", "warm_start.lr=0.01", "seed=3", "model.dtype=bfloat16", "optim.mixed_precision=bfloat16", "ray.learner_cpus=2", "ray.threads=1", "ray.placement=colocated",
+                     "optim.micro_batch_size=8", "optim.micro_batch_tokens=512"):
         assert warm_start_key(load_config(None, [override]), pairs, str(path)) != key, override
     assert warm_start_key(load_config(None, []), [("1+2>", "=4")], str(path)) != key  # the teacher's demonstrations
     for override in ("steps=3", "algo.kl_coef=0.1", "optim.lr=0.5", "warm_start.cache=false", "name=other"):

@@ -106,10 +106,6 @@ class FSDPLearner(Learner):
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
-    def _rank_rows(self, n: int) -> tuple[torch.Tensor, float]:
-        rows = torch.arange(n).tensor_split(self.world)[self.rank]
-        return (rows, 1.0) if len(rows) else (torch.arange(min(n, 1)), 0.0)  # no row of its own: a zero-weight one
-
     def _rank_micro_batches(self, batch: Batch, idx: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
         mine = idx.tensor_split(self.world)[self.rank]
         micro = [(i, 1.0) for i in self._micro_batches(batch, mine)] if len(mine) else []

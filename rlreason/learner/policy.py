@@ -40,23 +40,44 @@ log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False):
-    """Per-token logprobs of each next token (B, T), and optionally the entropy (B, T)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+def _takes_logits_to_keep(model) -> bool:
+    """Whether the model's forward computes logits for only its last N positions (transformers'
+    `logits_to_keep`: every causal LM built on GenerationMixin's conventions, Qwen2 and Llama among them)."""
+    forward = getattr(model, "forward", None)
+    return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+
+
+def token_logprobs(model, batch: Batch, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = True):
+    """Per-token logprobs of each next token (B, T-1), and optionally the entropy (B, T-1).
+
+    The LM head and the softmax run only from the first position that the loss mask uses
+    (the first completion token of any row) to the end; earlier positions (prompts) get 0.
+    That is what they cost on a model with a 150k vocabulary; models whose forward has no
+    `logits_to_keep` compute every position. entropy_grad=False computes the entropy as a
+    metric only, outside autograd (no (B, T, V) tensors kept for a backward that adds nothing)."""
+    T = batch.input_ids.shape[1]
+    used = batch.loss_mask.any(0).nonzero()
+    first = int(used[0]) if len(used) and _takes_logits_to_keep(model) else 0
+    kwargs = {"logits_to_keep": T - first} if first else {}
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs).logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.input_ids[:, 1:, None].to(logits.device)).squeeze(-1)
-    if not with_entropy:
-        return logp, None
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp = logp_all.gather(-1, batch.input_ids[:, first + 1 :, None].to(logits.device)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    if first:
+        logp = torch.nn.functional.pad(logp, (first, 0))
+        entropy = torch.nn.functional.pad(entropy, (first, 0)) if entropy is not None else None
     return logp, entropy
 
 
-def micro_logprobs(model, batch: Batch, idx: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False):
+def micro_logprobs(model, batch: Batch, idx: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = True):
     """token_logprobs of rows `idx`, computed on those rows trimmed to their own longest and
     padded back with zeros to the batch's T: (len(idx), T) each."""
-    logp, entropy = token_logprobs(model, trim(batch.select(idx)), temperature, with_entropy)
+    logp, entropy = token_logprobs(model, trim(batch.select(idx)), temperature, with_entropy, entropy_grad)
     pad = (0, batch.loss_mask.shape[1] - logp.shape[1])
     return torch.nn.functional.pad(logp, pad), (torch.nn.functional.pad(entropy, pad) if entropy is not None else None)
 
@@ -280,20 +301,24 @@ class Learner:
         losses = []
         for step in range(first, last):
             idx = torch.randint(len(w["encoded"]), (cfg.batch_size,), generator=self.generator)
-            batch = sft_batch([w["encoded"][i] for i in idx], self.pad_id)
-            rows, real = self._rank_rows(len(batch))  # one process: every row
-            part = self._on_device(batch.select(rows))
-            with self._autocast():
-                logp, _ = token_logprobs(self.model, part)
-            loss = -masked_mean(logp, part.loss_mask)
-            self._check_finite(loss, f"warm-start step {step}")
+            batch = self._on_device(sft_batch([w["encoded"][i] for i in idx], self.pad_id))
             w["opt"].zero_grad(set_to_none=True)
-            weight = part_weight(part.loss_mask, batch.loss_mask.to(part.loss_mask.device), "token_mean") * real
-            (loss * weight).backward()  # the ranks' parts add up to the batch's token mean
+            loss_sum = 0.0
+            # rows of similar length together (optim.micro_batch_size / micro_batch_tokens), each
+            # trimmed to its own longest; FSDP: this rank's share, padded to the others' count
+            for rows, real in self._rank_micro_batches(batch, torch.arange(len(batch))):
+                micro = trim(batch.select(rows))
+                with self._autocast():
+                    logp, _ = token_logprobs(self.model, micro)
+                loss = -masked_mean(logp, micro.loss_mask)
+                self._check_finite(loss, f"warm-start step {step}")
+                weight = part_weight(micro.loss_mask, batch.loss_mask, "token_mean") * real
+                (loss * weight).backward()  # the micro-batches' parts add up to the batch's token mean
+                loss_sum += loss.item() * weight.item()
             self._clip_grads(self.model.parameters(), 1.0)
             w["opt"].step()
             w["sched"].step()
-            losses.append(self._reduce_stats({"loss": loss.item() * weight.item()}, None)[0]["loss"])
+            losses.append(self._reduce_stats({"loss": loss_sum}, None)[0]["loss"])
         w["losses"] += losses
         w["seconds"] += time.time() - t0
         if last < cfg.steps:
@@ -424,7 +449,8 @@ class Learner:
         minibatch's. Returns the old logprobs it used (rows idx) and its statistics."""
         micro = batch.select(idx)
         with self._autocast():
-            logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True)
+            # the entropy is a metric unless the loss has an entropy bonus
+            logp, entropy = micro_logprobs(self.model, batch, idx, temperature, with_entropy=True, entropy_grad=bool(self.algo.entropy_coef))
         old = logp.detach() if old_logprobs is None else old_logprobs[idx]
         advantages, tis_clip_frac = micro.advantages, None
         token_share = part_weight(micro.loss_mask, mb_mask, "token_mean").item() * real
@@ -555,10 +581,6 @@ class Learner:
     def _load_optimizer_state(self, state: dict) -> None:
         """Load the optimizer's state_dict() as torch writes it (parameters numbered in model order)."""
         self.optimizer.load_state_dict(state)
-
-    def _rank_rows(self, n: int) -> tuple[torch.Tensor, float]:
-        """This rank's rows of an n-row batch, and 1.0 (0.0: none of its own, a padding row)."""
-        return torch.arange(n), 1.0
 
     def _rank_micro_batches(self, batch: Batch, idx: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
         """This rank's micro-batches of rows `idx`, each with 1.0, or 0.0 for padding (every rank
