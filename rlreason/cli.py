@@ -86,8 +86,12 @@ def summary(cfg, result: dict, wall_s: float, log_path: Path) -> list[str]:
                  f"{' (from the cache)' if result['warm_start_cached'] else ''}, {result['step']} RL steps {_minutes(result['rl_s'])}"),
         ("final model", str(result["final_model"])),
         ("metrics", f"{run_dir / 'metrics.jsonl'}, {run_dir / 'progress.png'}"),
-        ("log", str(log_path)),
     ]
+    if cur := result.get("curriculum"):
+        by_difficulty = ", ".join(f"{d}: {a:.2f}" for d, a in cur["accuracy"].items())
+        rows[1:1] = [("curriculum", f"frontier {cur['frontier_first']} -> {cur['frontier_last']}; held-out accuracy by difficulty {by_difficulty}")]
+        rows[-1] = ("metrics", f"{run_dir / 'metrics.jsonl'}, {run_dir / 'progress.png'}, {run_dir / 'curriculum.png'}")
+    rows.append(("log", str(log_path)))
     if dataset:
         rows.append(("evaluate it", f"rlreason eval {result['final_model']} --dataset {dataset}"))
     return ["done."] + [f"  {k:<18} {v}" for k, v in rows]

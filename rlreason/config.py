@@ -79,10 +79,14 @@ class TinyModelConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 512
     max_position_embeddings: int = 256
+    # RoPE's base: positions rotate query/key pairs at frequencies theta^(-2i/head_dim). A very
+    # large base (1e9) leaves them all nearly unrotated: attention then sees order only through
+    # the causal mask ("NoPE"), which is known to generalize to longer sequences than seen.
+    rope_theta: float = 10000.0
     seed: int = 0
 
     def check(self) -> None:
-        _positive("model.tiny", self, "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings")
+        _positive("model.tiny", self, "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings", "rope_theta")
         _non_negative("model.tiny", self, "seed")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"key 'model.tiny.num_heads': must divide model.tiny.hidden_size={self.hidden_size}, got {self.num_heads}")
@@ -124,6 +128,36 @@ class DatasetConfig:
     answer_format: str | None = None
     template: str | None = None  # chat | r1_zero | plain | raw
     instruction: str | None = None  # appended to the question by the chat and plain templates
+    difficulty: str | None = None  # a numeric field that ranks the rows ('Level 3' reads as 3): task.curriculum draws by it
+
+
+@dataclass
+class CurriculumConfig:
+    """task.curriculum: the prompt stream draws by difficulty (addition: digits; a data set: the
+    numeric field task.dataset.difficulty) and moves its frontier up as the policy masters it
+    (rlreason.data.curriculum)."""
+
+    enabled: bool = False
+    start: int | None = None  # the first frontier; null: what the warm start demonstrated (addition: task.digits), a data set's lowest
+    top: int | None = None  # the hardest difficulty it may reach; null: the task's hardest
+    # the frontier moves up once the pass rate of the frontier's prompts, in the step's own samples
+    # (the mean reward, clipped to [0, 1]), averaged over the last `window` steps, reaches threshold
+    threshold: float = 0.8
+    window: int = 2
+    replay: float = 0.25  # the share of each step's prompts drawn from easier difficulties (start .. frontier - 1)
+    eval_size: int = 100  # held-out problems per difficulty: eval/d<D>/accuracy, from start to the frontier + eval_ahead
+    eval_ahead: int = 2
+
+    def check(self) -> None:
+        check_range("key 'task.curriculum.threshold'", self.threshold, 0, 1, low_open=True)
+        check_range("key 'task.curriculum.replay'", self.replay, 0, 1, high_open=True)
+        _positive("task.curriculum", self, "window", "eval_size")
+        _non_negative("task.curriculum", self, "eval_ahead")
+        for name in ("start", "top"):
+            if getattr(self, name) is not None:
+                _non_negative("task.curriculum", self, name)
+        if self.start is not None and self.top is not None and self.top < self.start:
+            raise ConfigError(f"key 'task.curriculum.top': {self.top} is below task.curriculum.start={self.start}")
 
 
 @dataclass
@@ -138,6 +172,7 @@ class TaskConfig:
     heldout_size: int = HELDOUT_SIZE  # 500
     seed: int = HELDOUT_SEED  # 1234
     train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def check(self) -> None:
         """A known task; for task.name=dataset, a source, a known template and extraction (the
@@ -145,6 +180,14 @@ class TaskConfig:
         _choose(self.name in ("addition", "functions", "dataset"), "task.name", self.name, ["addition", "functions", "dataset"])
         _positive("task", self, "digits", "heldout_size")
         _non_negative("task", self, "train_size", "seed")
+        self.curriculum.check()
+        if self.curriculum.enabled:
+            if self.name == "functions":
+                raise ConfigError("key 'task.curriculum.enabled': task functions has no difficulty; use addition, or a data set with task.dataset.difficulty")
+            if self.name == "dataset" and not _training_spec(self).difficulty:
+                raise ConfigError("key 'task.curriculum.enabled': set task.dataset.difficulty to the numeric field that ranks the rows (MATH: level)")
+            if self.train_size:
+                raise ConfigError("key 'task.train_size': a fixed pool cannot follow a curriculum's frontier; set task.train_size=0")
         if self.name == "dataset":
             from rlreason.data.datasets import ANSWER_EXTRACTS
             from rlreason.data.templates import TEMPLATES
@@ -168,6 +211,9 @@ class WarmStartConfig:
     # Probability of the teacher's systematic mistake (its blind spot): addition drops an inner
     # carry, functions leaves out the constant term.
     teacher_error: float = 0.6
+    # The difficulties the teacher demonstrates, drawn uniformly (addition: digit counts, e.g.
+    # [1, 2, 3]); [] = the task as configured (addition: task.digits only). Generated tasks only.
+    difficulties: list[int] = field(default_factory=list)
     # Reuse the outcome of a warm start this machine already ran with the same inputs (the
     # demonstrations, these settings, the model, its dtype, kernels and threads, the seed, torch's version),
     # from <model.cache_dir>/warm_start/KEY: the weights and the learner's generator, so the run
@@ -178,6 +224,8 @@ class WarmStartConfig:
         _positive("warm_start", self, "steps", "batch_size", "lr")
         _non_negative("warm_start", self, "warmup_steps")
         _fraction("warm_start", self, "teacher_error")
+        for i, d in enumerate(self.difficulties):
+            check_range(f"key 'warm_start.difficulties[{i}]'", d, low_open=True)
 
 
 @dataclass
@@ -621,6 +669,8 @@ def _validate_across(cfg: Config) -> None:
     from rlreason import algos  # pure torch, no ray/vllm
 
     _choose(0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens")
+    if cfg.warm_start.difficulties and cfg.task.name != "addition":
+        raise ConfigError(f"key 'warm_start.difficulties': task {cfg.task.name} has no difficulties to demonstrate (addition has: digit counts)")
     if cfg.task.name == "dataset" and cfg.warm_start.enabled:
         spec = _training_spec(cfg.task)
         if not spec.solution:

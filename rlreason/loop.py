@@ -15,19 +15,20 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from rlreason import checkpoint
 from rlreason.algos import ADVANTAGES, GROUP_FILTERS, keep_mixed, overlong_penalty
-from rlreason.config import Config, dumps
+from rlreason.config import Config, ConfigError, dumps
+from rlreason.data.curriculum import CurriculumStream, Mixture
 from rlreason.data.dataset_task import build_task
 from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
 from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
 from rlreason.learner.batch import make_batch
-from rlreason.metrics import MetricsLogger, plot, read_metrics
+from rlreason.metrics import MetricsLogger, plot, plot_curriculum, read_metrics
 from rlreason.progress import Progress
 from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
 from rlreason.rewards.math_reward import math_reward_stats
@@ -89,6 +90,7 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     rewards: list[torch.Tensor] = []
     n_scored, failures = 0, []
     t_generate = t_score = 0.0
+    sampled: list[tuple[Problem, list[float], int]] = []  # every group, kept or not: (problem, rewards, tokens)
     for rnd in range(algo.max_sampling_rounds):
         batch_problems = stream.next_batch(P - len(problems))
         # fixed per (step, round): reproducible; P * G seeds per call, one per sample, never reused
@@ -107,6 +109,7 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
                 f"(more than scoring.max_error_frac={cfg.scoring.max_error_frac}); first: {failures[0]}"
             )
         r = r + overlong_penalty(lengths, ro.max_tokens, algo.overlong_buffer, algo.overlong_penalty)
+        sampled += [(p, row, n) for p, row, n in zip(batch_problems, r.tolist(), lengths.sum(1).tolist(), strict=True)]
         keep = keep_fn(r) & ~failed.any(1)
         problems += [p for p, k in zip(batch_problems, keep) if k]
         groups += [g for g, k in zip(batch_groups, keep) if k]
@@ -118,8 +121,12 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     if not problems:
         r[failed.any(1)] = 0.0
         problems, groups, rewards = batch_problems, batch_groups, [r]
+    # a curriculum (rlreason.data.curriculum) reads every sampled group, and may move its frontier
+    observe = getattr(stream, "observe", None)
+    curriculum = observe([p for p, _, _ in sampled], [r for _, r, _ in sampled], [n for _, _, n in sampled]) if observe else {}
     return problems, groups, torch.cat(rewards), {
         "rounds": rnd + 1, "reward_errors": len(failures), "epoch": stream.epoch, "generate_s": t_generate, "score_s": t_score,
+        "curriculum": curriculum,
     }
 
 
@@ -180,6 +187,8 @@ class Inputs:
     reward_fn: object  # the training reward
     eval_sets: list[EvalSet]  # eval.datasets: eval/<name>/accuracy
     model_path: str = ""  # the resolved model (the warm-start cache's key)
+    # task.curriculum: a held-out set per difficulty it climbs, the first frontier first (eval/d<D>/accuracy)
+    curriculum_sets: dict = field(default_factory=dict)
 
 
 def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
@@ -194,19 +203,54 @@ def resolve_inputs(cfg: Config, model_path: str) -> Inputs:
     exclude = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     heldout = exclude[: cfg.eval.size]
     eval_fn = resolve_reward(cfg.eval.reward or reward_names(cfg.reward)[0])  # correctness only, no shaping terms
+    sets = {}
+    if cfg.task.curriculum.enabled:
+        for d in curriculum_levels(cfg, task):
+            problems = heldout_problems(task.at(d), cfg.task.curriculum.eval_size, cfg.task.seed)
+            sets[d] = EvalSet(f"d{d}", problems, [p.prompt for p in problems], eval_fn)
+            exclude = exclude + problems
     return Inputs(
         task, exclude, EvalSet("heldout", heldout, [p.prompt for p in heldout], eval_fn),
-        resolve_reward(cfg.reward), load_eval_sets(cfg, tokenizer) if cfg.eval.datasets else [], model_path,
+        resolve_reward(cfg.reward), load_eval_sets(cfg, tokenizer) if cfg.eval.datasets else [], model_path, sets,
     )
 
 
-def evaluate(cfg: Config, engine, inputs: Inputs) -> dict:
-    """Greedy accuracy on the held-out problems (eval/accuracy) and on each of eval.datasets."""
+def curriculum_levels(cfg: Config, task) -> list:
+    """The difficulties task.curriculum climbs: from its first frontier (task.curriculum.start;
+    null: addition's task.digits, what the warm start demonstrates, or a data set's lowest
+    difficulty) to task.curriculum.top (null: the task's hardest)."""
+    cc, levels = cfg.task.curriculum, task.difficulties()
+    if not levels:
+        raise ConfigError("key 'task.curriculum.enabled': the task's problems carry no difficulty")
+    start = cc.start if cc.start is not None else (cfg.task.digits if cfg.task.name == "addition" else levels[0])
+    if start not in levels:
+        raise ConfigError(f"key 'task.curriculum.start': {start} is not a difficulty of the task (it has {levels})")
+    top = cc.top if cc.top is not None else levels[-1]
+    return [d for d in levels if start <= d <= top]
+
+
+def make_stream(cfg: Config, inputs: Inputs):
+    """The run's prompt stream: a CurriculumStream under task.curriculum, else a PromptStream."""
+    if cfg.task.curriculum.enabled:
+        return CurriculumStream(inputs.task, cfg.task.curriculum, cfg.seed, list(inputs.curriculum_sets), exclude=inputs.exclude)
+    return PromptStream(inputs.task, cfg.seed, exclude=inputs.exclude, size=cfg.task.train_size)
+
+
+def evaluate(cfg: Config, engine, inputs: Inputs, frontier=None) -> dict:
+    """Greedy accuracy on the held-out problems (eval/accuracy), on each of eval.datasets, and
+    under a curriculum on each difficulty's held-out set from the start to `frontier` +
+    task.curriculum.eval_ahead difficulties (eval/d<D>/accuracy)."""
     ro, workers, t0 = cfg.rollout, cfg.scoring.workers, time.time()
     accuracy, errors = greedy_accuracy(engine, inputs.heldout, ro.max_tokens, workers)
-    out = {"eval/accuracy": accuracy, "eval/reward_errors": errors, "timing/eval": time.time() - t0}
-    for es in inputs.eval_sets:
+    out = {"eval/accuracy": accuracy, "eval/reward_errors": errors}
+    sets = list(inputs.eval_sets)
+    if inputs.curriculum_sets:
+        levels = list(inputs.curriculum_sets)
+        last = (levels.index(frontier) if frontier is not None else 0) + cfg.task.curriculum.eval_ahead
+        sets += [inputs.curriculum_sets[d] for d in levels[: last + 1]]
+    for es in sets:
         out[f"eval/{es.name}/accuracy"], out[f"eval/{es.name}/reward_errors"] = greedy_accuracy(engine, es, ro.max_tokens, workers)
+    out["timing/eval"] = time.time() - t0
     return out
 
 
@@ -246,7 +290,7 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         from rlreason.models import resolve_model
 
         inputs = resolve_inputs(cfg, resolve_model(cfg.model))
-    stream = PromptStream(inputs.task, cfg.seed, exclude=inputs.exclude, size=cfg.task.train_size)
+    stream = make_stream(cfg, inputs)
 
     if resume is None:
         metrics = MetricsLogger(run_dir, cfg.steps, trackers=open_trackers(cfg, run_dir, None))
@@ -254,7 +298,8 @@ def run(cfg: Config, engine, learner, sync: WeightSync, run_dir: Path, resume: P
         start = {"step": 0}
         if cfg.warm_start.enabled:
             ws = cfg.warm_start
-            pairs = demonstrations(inputs.task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
+            teacher_task = Mixture(inputs.task, ws.difficulties) if ws.difficulties else inputs.task
+            pairs = demonstrations(teacher_task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=inputs.exclude)
             start.update(cached_warm_start(cfg, learner, pairs, inputs.model_path))
             sync.push(version=0)
             log.info("the rollout engines serve the warm-started policy; evaluating it")
@@ -382,6 +427,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             "async/policy_lag_mean": sum(step - 1 - s.version for g in groups for s in g) / n_samples,  # learner versions behind the sampler
             "async/policy_lag_max": max(step - 1 - s.version for g in groups for s in g),
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
+            **info["curriculum"],  # the frontier, and pass rate, prompts and tokens per difficulty
             "timing/rollout": t_rollout - t0,  # waiting for the batch: sampling (all rounds) and scoring, less what ran ahead
             "timing/generate": info["generate_s"],  # the engine's time on this batch (in the background in async mode)
             "timing/score": info["score_s"],
@@ -395,7 +441,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             "rollout/worker_restarts": getattr(engine, "worker_restarts", 0),  # dead rollout workers replaced so far
         }
         if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
-            record.update(evaluate(cfg, engine, inputs))
+            record.update(evaluate(cfg, engine, inputs, getattr(stream, "frontier", None)))
         record["timing/step"] = time.time() - t0
         metrics.log(record)
         timeouts, queue_wait = timeouts + record["reward/timeouts"], queue_wait + record["reward/queue_wait_s"]
@@ -415,7 +461,8 @@ def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> 
     """Plot, close the sinks (the trackers get the plot); when the run is done, export final/
     from its last checkpoint."""
     png = plot(metrics.path, run_dir / "progress.png")
-    metrics.close(files=[png])
+    curriculum_png = plot_curriculum(metrics.path, run_dir / "curriculum.png")  # None without a curriculum
+    metrics.close(files=[png] + ([curriculum_png] if curriculum_png else []))
     final = None
     if not stopped:
         final = checkpoint.export(checkpoint.latest(run_dir / "checkpoints"), run_dir / "final", replace=True)
@@ -425,4 +472,16 @@ def _result(metrics: MetricsLogger, run_dir: Path, step: int, stopped: bool) -> 
         "warm_start_s": metrics.rows[0].get("timing/warm_start", 0.0) if metrics.rows else 0.0,
         "warm_start_cached": bool(metrics.rows and metrics.rows[0].get("warm_start/cached")),
         "rl_s": sum(r.get("timing/step", 0.0) for r in metrics.rows if r["step"] >= 1),  # resumed runs: every session's steps
+        "curriculum": _curriculum_result(metrics.rows),
     }
+
+
+def _curriculum_result(rows: list[dict]) -> dict | None:
+    """A curriculum run's first and last frontier and its last held-out accuracy per difficulty."""
+    from rlreason.metrics import curriculum_table
+
+    frontiers = [r["curriculum/frontier"] for r in rows if "curriculum/frontier" in r]
+    _, table = curriculum_table(rows)
+    if not frontiers or not table:
+        return None
+    return {"frontier_first": frontiers[0], "frontier_last": frontiers[-1], "accuracy": table[-1][2]}

@@ -94,3 +94,64 @@ def plot(metrics_path: Path, out_png: Path) -> Path:
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return out_png
+
+
+def curriculum_table(rows: list[dict]) -> tuple[list, list[tuple[float, int, dict]]]:
+    """Held-out greedy accuracy per difficulty over RL wall time, from a curriculum run's
+    records: (difficulties, [(RL seconds so far, step, {difficulty: accuracy}), ...]), one
+    entry per evaluation (step 0: before any RL)."""
+    import re
+
+    levels: set = set()
+    out, elapsed = [], 0.0
+    for r in rows:
+        if r["step"] >= 1:
+            elapsed += r.get("timing/step", 0.0)
+        acc = {}
+        for k, v in r.items():
+            m = re.fullmatch(r"eval/d(.+)/accuracy", k)
+            if m:
+                d = float(m.group(1))
+                acc[int(d) if d.is_integer() else d] = v
+        if acc:
+            levels |= set(acc)
+            out.append((elapsed, r["step"], acc))
+    return sorted(levels), out
+
+
+def plot_curriculum(metrics_path: Path, out_png: Path) -> Path | None:
+    """curriculum.png: held-out greedy accuracy per difficulty against RL wall time, and the
+    frontier; None for a run without a curriculum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    levels, table = curriculum_table(rows)
+    if not table:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for d in levels:
+        points = [(t / 60, acc[d]) for t, _, acc in table if d in acc]
+        ax.plot(*zip(*points), "o-", ms=3, label=f"difficulty {d}")
+    elapsed, frontier = 0.0, []
+    for r in rows:
+        if r["step"] >= 1:
+            elapsed += r.get("timing/step", 0.0)
+            if "curriculum/frontier" in r:
+                frontier.append((elapsed / 60, r["curriculum/frontier"]))
+    if frontier:
+        right = ax.twinx()
+        right.step(*zip(*frontier), where="post", color="black", alpha=0.4, label="frontier")
+        right.set_ylabel("frontier (difficulty)")
+    ax.set_xlabel("RL wall time (minutes)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8, ncol=2)
+    ax.set_title(f"{metrics_path.parent.name}: accuracy per difficulty")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png

@@ -75,6 +75,7 @@ def build_model(tiny: TinyModelConfig, vocab_size: int, eos_id: int, pad_id: int
         num_attention_heads=tiny.num_heads,
         num_key_value_heads=tiny.num_kv_heads,
         max_position_embeddings=tiny.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": tiny.rope_theta},
         tie_word_embeddings=True,
         bos_token_id=eos_id,
         eos_token_id=eos_id,

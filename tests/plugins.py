@@ -8,3 +8,8 @@ def parity_reward(prompt: str, completion: str, answer: str) -> float:
 
 def raising_reward(prompt: str, completion: str, answer: str) -> float:
     raise KeyError("missing field 'tests'")
+
+
+def always_right(prompt: str, completion: str, answer: str) -> float:
+    """1 for every completion: a curriculum's frontier moves on schedule (its pass rate is 1)."""
+    return 1.0

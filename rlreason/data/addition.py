@@ -21,8 +21,12 @@ import random
 from rlreason.types import Problem
 
 
-def make_problem(a: int, b: int) -> Problem:
-    return Problem(prompt=f"{a}+{b}>", answer=str(a + b), meta={"a": a, "b": b})
+MAX_DIGITS = 30  # the hardest difficulty a curriculum may draw (task.curriculum.top caps it lower)
+
+
+def make_problem(a: int, b: int, digits: int | None = None) -> Problem:
+    meta = {"a": a, "b": b} if digits is None else {"a": a, "b": b, "difficulty": digits}
+    return Problem(prompt=f"{a}+{b}>", answer=str(a + b), meta=meta)
 
 
 def scratchpad(a: int, b: int, digits: int, carry_drop: float = 0.0, rng: random.Random | None = None) -> str:
@@ -56,7 +60,15 @@ class AdditionTask:
         self.digits = digits
 
     def sample(self, rng: random.Random) -> Problem:
-        return make_problem(*_operands(rng, self.digits))
+        return make_problem(*_operands(rng, self.digits), self.digits)
+
+    def difficulties(self) -> list[int]:
+        """What a curriculum can draw: the digit counts (rlreason.data.curriculum)."""
+        return list(range(1, MAX_DIGITS + 1))
+
+    def at(self, difficulty: int) -> AdditionTask:
+        """The task restricted to one difficulty: `difficulty`-digit sums."""
+        return AdditionTask(int(difficulty))
 
     def teacher(self, problem: Problem, rng: random.Random, error: float) -> str:
         return scratchpad(problem.meta["a"], problem.meta["b"], self.digits, error, rng)

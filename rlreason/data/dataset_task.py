@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # DatasetConfig keys that override the built-in spec's field of the same name (None = keep it)
 SPEC_KEYS = (
     "local", "split", "hub_config", "question", "answer", "answer_extract", "tests", "entry_point", "solution",
-    "template", "instruction", "question_format", "answer_format",
+    "template", "instruction", "question_format", "answer_format", "difficulty",
 )
 
 
@@ -42,6 +42,14 @@ class DatasetTask:
 
     def sample(self, rng: random.Random) -> Problem:
         return rng.choice(self.problems)
+
+    def difficulties(self) -> list:
+        """The distinct values of the rows' difficulty (task.dataset.difficulty), lowest first."""
+        return sorted({p.meta["difficulty"] for p in self.problems if "difficulty" in p.meta})
+
+    def at(self, difficulty) -> DatasetTask:
+        """The rows of one difficulty, as a task."""
+        return DatasetTask([p for p in self.problems if p.meta.get("difficulty") == difficulty], f"{self.name} (difficulty {difficulty})")
 
     def teacher(self, problem: Problem, rng: random.Random, error: float) -> str:
         """The row's worked solution (the set's own; `error` does not apply to real data)."""

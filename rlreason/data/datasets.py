@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ class DatasetSpec:
     id: str | None = None
     subject: str | None = None
     level: str | None = None
+    difficulty: str | None = None  # a numeric field that ranks the rows (task.curriculum): meta['difficulty']
     answer_extract: str = "field"  # 'gsm8k' | 'boxed' | 'field'
     tests_prefix_question: bool = False  # HumanEval: the prompt (signature + docstring) runs before the code
     reward: str = "math"  # a name resolve_reward accepts
@@ -119,7 +121,7 @@ SPECS: dict[str, DatasetSpec] = {
     ),
     "math500": DatasetSpec(
         name="math500", source="HuggingFaceH4/MATH-500", local="math500.jsonl",
-        question="problem", answer="answer", id="unique_id", subject="subject", level="level",
+        question="problem", answer="answer", id="unique_id", subject="subject", level="level", difficulty="level",
     ),
     "aime2024": DatasetSpec(
         name="aime2024", source="math-ai/aime24", local="aime24.jsonl", question="problem", answer="answer", id="id",
@@ -134,7 +136,7 @@ SPECS: dict[str, DatasetSpec] = {
     ),
     "math_train": DatasetSpec(  # MATH's 7,500 training problems (Hendrycks et al.)
         name="math_train", source="DigitalLearningGmbH/MATH-lighteval", split="train",
-        question="problem", answer="solution", answer_extract="boxed", subject="type", level="level",
+        question="problem", answer="solution", answer_extract="boxed", subject="type", level="level", difficulty="level",
     ),
     "countdown": DatasetSpec(  # TinyZero's task: reach the target with each number once
         name="countdown", source="Jiayi-Pan/Countdown-Tasks-3to4", split="train", question="nums", answer=None,
@@ -349,7 +351,22 @@ def row_to_problem(row: dict, i: int, spec: DatasetSpec, source: str) -> Problem
     for key in ("subject", "level"):
         if (name := getattr(spec, key)) is not None:
             meta[key] = str(get(name, True))
+    if spec.difficulty is not None:
+        meta["difficulty"] = difficulty_value(get(spec.difficulty, True), f"dataset {source}: row {i}, field {spec.difficulty!r}")
     return Problem(prompt=str(question), answer=answer, meta=meta)
+
+
+def difficulty_value(value, where: str) -> int | float:
+    """A difficulty read from a row: a number, or a string with exactly one ('Level 3' -> 3,
+    '2.5' -> 2.5). Anything else (None, 'Level ?', '1-2') is a DataError naming `where`."""
+    import re
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", value) if isinstance(value, str) else []
+    if len(numbers) != 1:
+        raise DataError(f"{where}: the difficulty must be a number (or text with one, like 'Level 3'), got {value!r}")
+    return float(numbers[0]) if "." in numbers[0] else int(numbers[0])
 
 
 def load_problems(spec: DatasetSpec, limit: int | None = None, check_golds: bool = True) -> list[Problem]:
