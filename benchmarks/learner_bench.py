@@ -34,6 +34,7 @@ Prints a table, writes JSON (--out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -130,6 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warm-start", action="store_true",
                     help="time the recipe's warm start (Learner.warm_start on its teacher's demonstrations) in pieces of "
                          "10 steps, in place of the RL update; --warmup and --updates count pieces")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler over the last timed update (or piece): the top ops by self time")
     ap.add_argument("--compile", action="store_true", help="torch.compile the learner's model (dynamic shapes) before the first update")
     ap.add_argument("--recipe", default="recipes/addition_grpo.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides (optim.*, algo.*, model.*), applied last")
@@ -174,7 +176,8 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t = time.perf_counter()
-        stats = learner.update(batch, cfg.rollout.temperature)  # its .item() calls wait for the device
+        with profiled(args.profile and i == args.warmup + args.updates - 1):
+            stats = learner.update(batch, cfg.rollout.temperature)  # its .item() calls wait for the device
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         (times if i >= args.warmup else warmup_s).append(time.perf_counter() - t)
@@ -234,6 +237,20 @@ def main(argv=None) -> int:
 WARM_PIECE = 10
 
 
+@contextlib.contextmanager
+def profiled(on: bool):
+    """torch.profiler around the block when `on`; prints the top 15 ops by self CPU time (the
+    profiler's own overhead is in that run's time)."""
+    if not on:
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        yield
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def warm_start_bench(args, cfg, learner, overrides) -> int:
     """Seconds per warm-start step: the recipe's warm start (its task's teacher, its batch size,
     lr and schedule), run in pieces of WARM_PIECE steps; the first --warmup pieces not timed."""
@@ -245,12 +262,13 @@ def warm_start_bench(args, cfg, learner, overrides) -> int:
     pieces = args.warmup + args.updates
     if pieces * WARM_PIECE > ws.steps:
         raise SystemExit(f"--warmup + --updates = {pieces} pieces of {WARM_PIECE} steps: more than warm_start.steps={ws.steps}")
-    task = make_task(cfg.task.name, cfg.task.digits)
+    task = make_task(cfg.task.name, cfg.task.digits, cfg.task.hints)
     pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed)
     times, warmup_s, out = [], [], {}
     for i in range(pieces):
         t = time.perf_counter()
-        out = learner.warm_start(pairs if i == 0 else None, ws, i * WARM_PIECE, (i + 1) * WARM_PIECE)
+        with profiled(args.profile and i == pieces - 1):
+            out = learner.warm_start(pairs if i == 0 else None, ws, i * WARM_PIECE, (i + 1) * WARM_PIECE)
         (times if i >= args.warmup else warmup_s).append((time.perf_counter() - t) / WARM_PIECE)
     median = statistics.median(times)
     result = {

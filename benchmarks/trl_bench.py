@@ -87,7 +87,7 @@ def problems(spec: dict):
     from rlreason.data.stream import PromptStream, heldout_problems, make_task
 
     cfg = base_config(spec)
-    task = make_task(cfg.task.name, cfg.task.digits)
+    task = make_task(cfg.task.name, cfg.task.digits, cfg.task.hints)
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     stream = PromptStream(task, cfg.seed, exclude=all_heldout, size=cfg.task.train_size)
     return all_heldout[: spec["eval_size"]], stream.next_batch(spec["steps"] * spec["prompts"])
@@ -189,7 +189,7 @@ def child_warm(spec: dict, out: Path) -> None:
 
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = base_config(spec)
-    task = make_task(cfg.task.name, cfg.task.digits)
+    task = make_task(cfg.task.name, cfg.task.digits, cfg.task.hints)
     all_heldout = heldout_problems(task, cfg.task.heldout_size, cfg.task.seed)
     ws = cfg.warm_start
     pairs = demonstrations(task, ws.steps * ws.batch_size, ws.teacher_error, cfg.seed, exclude=all_heldout)

@@ -169,6 +169,11 @@ class TaskConfig:
     name: str = "addition"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     digits: int = ADDITION_DIGITS  # addition only (3)
+    # addition only: an index hint (a letter, at a random offset in the alphabet) before each digit
+    # of the operands and each scratchpad column, 'c2d3e7+c6d8e2>' (Zhou et al. 2023): the model finds
+    # a column's digits by their letter rather than by their distance, which is what lets it write
+    # sums longer than it was shown (docs/curriculum.md)
+    hints: bool = False
     heldout_size: int = HELDOUT_SIZE  # 500
     seed: int = HELDOUT_SEED  # 1234
     train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
@@ -188,6 +193,10 @@ class TaskConfig:
                 raise ConfigError("key 'task.curriculum.enabled': set task.dataset.difficulty to the numeric field that ranks the rows (MATH: level)")
             if self.train_size:
                 raise ConfigError("key 'task.train_size': a fixed pool cannot follow a curriculum's frontier; set task.train_size=0")
+        if self.hints and self.name != "addition":
+            raise ConfigError(f"key 'task.hints': index hints are for the addition task, not {self.name}")
+        if self.hints and self.digits > 26:
+            raise ConfigError(f"key 'task.digits': {self.digits} digits with task.hints: one letter a digit allows at most 26")
         if self.name == "dataset":
             from rlreason.data.datasets import ANSWER_EXTRACTS
             from rlreason.data.templates import TEMPLATES

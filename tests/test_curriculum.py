@@ -141,3 +141,21 @@ def test_curriculum_levels_start_where_the_warm_start_demonstrated():
     cfg = load_config(None, ["task.curriculum.enabled=true", "task.curriculum.start=40"])
     with pytest.raises(ConfigError, match="task.curriculum.start': 40 is not a difficulty"):
         curriculum_levels(cfg, AdditionTask(3))
+
+
+def test_index_hints_put_a_letter_before_each_digit_and_column():
+    from rlreason.data.addition import make_problem, scratchpad
+
+    p = make_problem(347, 586, 3, hint_offset=2)
+    assert p.prompt == "c3d4e7+c5d8e6>" and p.answer == "933" and p.meta["difficulty"] == 3
+    assert scratchpad(347, 586, 3, hint_offset=2) == "e7+6+0=13;d4+8+1=13;c3+5+1=9;\\boxed{933}"
+    assert scratchpad(347, 586, 3) == "7+6+0=13;4+8+1=13;3+5+1=9;\\boxed{933}"  # without hints: as before
+    import random
+
+    task = AdditionTask(3, hints=True)
+    offsets = {task.sample(random.Random(i)).meta["hint_offset"] for i in range(400)}
+    assert offsets == set(range(24))  # every window of 3 of the 26 letters: each letter is seen in training
+    long = AdditionTask(3, hints=True).at(26).sample(random.Random(0))
+    assert long.meta["hint_offset"] == 0 and long.prompt.startswith("a") and "z" in long.prompt
+    with pytest.raises(ConfigError, match="task.hints"):
+        load_config(None, ["task.hints=true", "task.name=functions", "reward=code"])

@@ -101,5 +101,5 @@ def build_task(cfg, tokenizer=None):
     from rlreason.data.stream import make_task
 
     if cfg.task.name != "dataset":
-        return make_task(cfg.task.name, cfg.task.digits)
+        return make_task(cfg.task.name, cfg.task.digits, cfg.task.hints)
     return load_dataset_task(cfg.task.dataset, tokenizer, cfg.rollout.max_model_len - cfg.rollout.max_tokens)

@@ -109,13 +109,13 @@ def demonstrations(task, n: int, error: float, seed: int, exclude: list[Problem]
     return [(p.prompt, task.teacher(p, rng, error)) for p in stream.next_batch(n)]
 
 
-def make_task(name: str, digits: int = ADDITION_DIGITS):
-    """The generated task task.name names (task.digits: addition only)."""
+def make_task(name: str, digits: int = ADDITION_DIGITS, hints: bool = False):
+    """The generated task task.name names (task.digits and task.hints: addition only)."""
     from rlreason.data.addition import AdditionTask
     from rlreason.data.functions import FunctionTask
 
     if name == "addition":
-        return AdditionTask(digits)
+        return AdditionTask(digits, hints)
     if name == "functions":
         return FunctionTask()
     if name == "dataset":
