@@ -144,7 +144,8 @@ def plot_curriculum(metrics_path: Path, out_png: Path) -> Path | None:
     if frontier:
         right = ax.twinx()
         right.step(*zip(*frontier), where="post", color="black", alpha=0.4, label="frontier")
-        right.set_ylabel("frontier (difficulty)")
+        right.set_ylabel("frontier (difficulty), grey")
+        right.yaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("RL wall time (minutes)")
     ax.set_ylabel("held-out greedy accuracy")
     ax.set_ylim(-0.02, 1.02)

@@ -159,3 +159,21 @@ def test_index_hints_put_a_letter_before_each_digit_and_column():
     assert long.meta["hint_offset"] == 0 and long.prompt.startswith("a") and "z" in long.prompt
     with pytest.raises(ConfigError, match="task.hints"):
         load_config(None, ["task.hints=true", "task.name=functions", "reward=code"])
+
+
+def test_curriculum_table_reads_accuracy_per_difficulty_over_rl_time(tmp_path):
+    from rlreason.metrics import curriculum_table, plot_curriculum
+
+    rows = [
+        {"step": 0, "eval/accuracy": 0.3, "eval/d3/accuracy": 0.3, "eval/d4/accuracy": 0.0, "timing/step": 99.0},  # step 0: no RL time
+        {"step": 1, "curriculum/frontier": 3, "timing/step": 1.5},
+        {"step": 2, "curriculum/frontier": 3, "timing/step": 2.5, "eval/d3/accuracy": 0.9, "eval/d4/accuracy": 0.1, "eval/d5/accuracy": 0.0},
+    ]
+    levels, table = curriculum_table(rows)
+    assert levels == [3, 4, 5]
+    assert table == [(0.0, 0, {3: 0.3, 4: 0.0}), (4.0, 2, {3: 0.9, 4: 0.1, 5: 0.0})]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_curriculum(path, tmp_path / "c.png").stat().st_size > 0
+    path.write_text(json.dumps({"step": 0, "eval/accuracy": 0.3}) + "\n")
+    assert plot_curriculum(path, tmp_path / "none.png") is None  # no curriculum: no plot

@@ -206,6 +206,11 @@ def test_dry_run_gsm8k_recipe_maps_every_row(offline):
             [{"problem": f"What is {i}+1?", "solution": f"It is $\\boxed{{{i + 1}}}$.", "level": "Level 3", "type": "Algebra"} for i in range(300)],
             "300 rows mapped",
         ),
+        (  # the curriculum over MATH's levels: every row's level reads as a number
+            "math_curriculum_qwen2.5_math_drgrpo",
+            [{"problem": f"What is {i}+1?", "solution": f"It is $\\boxed{{{i + 1}}}$.", "level": f"Level {i % 5 + 1}", "type": "Algebra"} for i in range(300)],
+            "300 rows mapped",
+        ),
     ],
 )
 def test_dry_run_hub_recipes_on_local_copies(offline, tmp_path, recipe, rows, expect):
