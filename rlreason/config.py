@@ -81,7 +81,7 @@ class TinyModelConfig:
     max_position_embeddings: int = 256
     # RoPE's base: positions rotate query/key pairs at frequencies theta^(-2i/head_dim). A very
     # large base (1e9) leaves them all nearly unrotated: attention then sees order only through
-    # the causal mask ("NoPE"), which is known to generalize to longer sequences than seen.
+    # the causal mask ("NoPE"), reported to generalize to longer sequences than RoPE does.
     rope_theta: float = 10000.0
     seed: int = 0
 
@@ -170,9 +170,9 @@ class TaskConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     digits: int = ADDITION_DIGITS  # addition only (3)
     # addition only: an index hint (a letter, at a random offset in the alphabet) before each digit
-    # of the operands and each scratchpad column, 'c2d3e7+c6d8e2>' (Zhou et al. 2023): the model finds
-    # a column's digits by their letter rather than by their distance, which is what lets it write
-    # sums longer than it was shown (docs/curriculum.md)
+    # of the operands and each scratchpad column, 'c2d3e7+c6d8e2>' (Zhou et al. 2023): the model can
+    # find a column's digits by their letter rather than by their distance. (For the tiny model it did
+    # not make sums longer than the demonstrated ones reachable: docs/curriculum.md.)
     hints: bool = False
     heldout_size: int = HELDOUT_SIZE  # 500
     seed: int = HELDOUT_SEED  # 1234
@@ -678,6 +678,8 @@ def _validate_across(cfg: Config) -> None:
     from rlreason import algos  # pure torch, no ray/vllm
 
     _choose(0 <= cfg.algo.overlong_buffer < cfg.rollout.max_tokens, "algo.overlong_buffer", cfg.algo.overlong_buffer, "0 <= n < rollout.max_tokens")
+    if cfg.task.hints and any(d > 26 for d in cfg.warm_start.difficulties):
+        raise ConfigError("key 'warm_start.difficulties': with task.hints (one letter a digit) at most 26 digits")
     if cfg.warm_start.difficulties and cfg.task.name != "addition":
         raise ConfigError(f"key 'warm_start.difficulties': task {cfg.task.name} has no difficulties to demonstrate (addition has: digit counts)")
     if cfg.task.name == "dataset" and cfg.warm_start.enabled:
