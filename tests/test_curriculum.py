@@ -159,6 +159,8 @@ def test_index_hints_put_a_letter_before_each_digit_and_column():
     assert long.meta["hint_offset"] == 0 and long.prompt.startswith("a") and "z" in long.prompt
     with pytest.raises(ConfigError, match="task.hints"):
         load_config(None, ["task.hints=true", "task.name=functions", "reward=code"])
+    with pytest.raises(ConfigError, match=r"key 'warm_start.difficulties': with task.hints .* at most 26"):
+        load_config(None, ["task.hints=true", "warm_start.difficulties=[3,27]"])
 
 
 def test_curriculum_table_reads_accuracy_per_difficulty_over_rl_time(tmp_path):
