@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: a PYTHONPATH tree comes first
-from benchmarks.host import host  # noqa: E402
+from benchmarks.host import host
 
 
 def main(argv=None) -> int:
