@@ -96,6 +96,16 @@ def plot(metrics_path: Path, out_png: Path) -> Path:
     return out_png
 
 
+def rl_elapsed(rows: list[dict]):
+    """(RL seconds so far, record) for each record: the sum of timing/step over steps >= 1
+    (step 0, the warm-started model's evaluation, counts none)."""
+    elapsed = 0.0
+    for r in rows:
+        if r["step"] >= 1:
+            elapsed += r.get("timing/step", 0.0)
+        yield elapsed, r
+
+
 def curriculum_table(rows: list[dict]) -> tuple[list, list[tuple[float, int, dict]]]:
     """Held-out greedy accuracy per difficulty over RL wall time, from a curriculum run's
     records: (difficulties, [(RL seconds so far, step, {difficulty: accuracy}), ...]), one
@@ -103,10 +113,8 @@ def curriculum_table(rows: list[dict]) -> tuple[list, list[tuple[float, int, dic
     import re
 
     levels: set = set()
-    out, elapsed = [], 0.0
-    for r in rows:
-        if r["step"] >= 1:
-            elapsed += r.get("timing/step", 0.0)
+    out = []
+    for elapsed, r in rl_elapsed(rows):
         acc = {}
         for k, v in r.items():
             m = re.fullmatch(r"eval/d(.+)/accuracy", k)
@@ -135,12 +143,7 @@ def plot_curriculum(metrics_path: Path, out_png: Path) -> Path | None:
     for d in levels:
         points = [(t / 60, acc[d]) for t, _, acc in table if d in acc]
         ax.plot(*zip(*points), "o-", ms=3, label=f"difficulty {d}")
-    elapsed, frontier = 0.0, []
-    for r in rows:
-        if r["step"] >= 1:
-            elapsed += r.get("timing/step", 0.0)
-            if "curriculum/frontier" in r:
-                frontier.append((elapsed / 60, r["curriculum/frontier"]))
+    frontier = [(t / 60, r["curriculum/frontier"]) for t, r in rl_elapsed(rows) if "curriculum/frontier" in r]
     if frontier:
         right = ax.twinx()
         right.step(*zip(*frontier), where="post", color="black", alpha=0.4, label="frontier")

@@ -66,7 +66,7 @@ class CurriculumStream:
 
     def __init__(self, task, cfg, seed: int, levels: list, exclude: list[Problem] = ()):
         """levels: the difficulties it climbs, lowest (the first frontier) first (rlreason.loop.curriculum_levels)."""
-        self.levels, self.task, self.cfg, self.seed = list(levels), task, cfg, seed
+        self.levels, self.cfg, self.seed = list(levels), cfg, seed
         self._tasks = {d: task.at(d) for d in self.levels}
         self._exclude = {p.prompt for p in exclude}
         self.epoch = 0  # an endless stream: no epochs (the record's data/epoch)
@@ -118,7 +118,7 @@ class CurriculumStream:
         return record
 
     def state_dict(self) -> dict:
-        return {"position": self.position, "frontier": self.frontier, "rates": list(self.rates), "top_logged": self.top_logged, "epoch": 0}
+        return {"position": self.position, "frontier": self.frontier, "rates": list(self.rates), "top_logged": self.top_logged}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("frontier") not in self.levels:
