@@ -102,6 +102,52 @@ def _minutes(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def _prm(args) -> int:
+    from rlreason.config import load_config
+    from rlreason.prm_run import run_prm
+
+    cfg = load_config(args.recipe, args.overrides + (["warm_start.cache=false"] if args.no_cache else []))
+    if args.dry_run:
+        from rlreason.dryrun import FAIL, dry_run, format_checks, prm_checks
+
+        checks = dry_run(cfg) + prm_checks(cfg)
+        say(format_checks(checks))
+        if failed := [f"{c.name}: {c.detail}" for c in checks if c.status == FAIL]:
+            raise RunFailed(f"dry run of {args.recipe} FAILED: {'; '.join(failed)}")
+        say(f"dry run of {args.recipe}: no failures (see 'unchecked' lines for what this machine could not check)")
+        return 0
+    args.log.move_to(cfg.resolved_run_dir / "prm.log")
+    report = run_prm(cfg, resume=args.resume)
+    if report.get("finished"):
+        say(f"rlreason: PRM run already finished ({report['prm']}); nothing to do")
+        return 0
+    lab, held = report["labels"], report["heldout"]
+    rows = [
+        ("labels", f"{lab['train']['steps']} training steps of {lab['train']['labelled_completions']} completions, "
+                   f"{lab['heldout']['steps']} held-out; {report['continuations_per_label']} continuations a label "
+                   f"({lab['train']['continuations'] + lab['heldout']['continuations']} in all), "
+                   f"{lab['train']['label_s'] + lab['heldout']['label_s']:.0f} s"),
+        ("PRM", f"{len(report['epochs'])} epochs, loss {report['epochs'][0]['loss']:.3f} -> {report['epochs'][-1]['loss']:.3f}, "
+                f"{report['prm_train_s']:.0f} s" if report["epochs"] else "no epochs"),
+        ("held-out steps", f"{held['steps']}: AUC {held['auc_vs_labels']:.3f} and accuracy {held['accuracy_vs_labels']:.3f} against the labels"
+                           + (f"; AUC {held['auc_vs_truth']:.3f} against the exact truth" if "auc_vs_truth" in held else "")),
+        ("PRM model", f"{report['prm']} (step delimiter {report['delimiter']!r})"),
+    ]
+    if report["orm"]:
+        rows.append(("outcome RM", f"{report['orm']['path']}: held-out AUC {report['orm']['heldout_auc_vs_verdicts']:.3f} against the verdicts"))
+    if rev := report.get("revision"):
+        rows.append(("revision model", f"{rev['path']}: {rev['revisions']} revisions and {rev['pairs'] - rev['revisions']} first attempts, "
+                                       f"loss {rev['loss_first']:.3f} -> {rev['loss_last']:.3f}, {rev['train_s']:.0f} s"))
+    rows += [("time", f"{_minutes(report['wall_s'])}"), ("log", str(args.log.path)),
+             ("search with it", f"rlreason eval {report['policy']['path']} --dataset addition --search weighted:prm:{report['prm']} "
+                                f"beam:prm:{report['prm']} --budget 4 16" if report["delimiter"] == ";" else
+                                f"rlreason eval {report['policy']['path']} --dataset DATASET --search weighted:prm:{report['prm']} --budget 4 16")]
+    say("done.")
+    for k, v in rows:
+        say(f"  {k:<16} {v}")
+    return 0
+
+
 def _export(args) -> int:
     from rlreason import checkpoint
 
@@ -121,8 +167,19 @@ def _eval(args) -> int:
         n=args.n, ks=args.k or [1, args.n], temperature=args.temperature, top_p=args.top_p,
         max_tokens=args.max_tokens, max_model_len=args.max_model_len, limit=args.limit, scorer=args.scorer,
         seed=args.seed, dtype=args.dtype, kv_cache_gib=args.kv_cache_gib, threads=args.threads, unsafe_code=args.unsafe_code, out=args.out,
+        search=args.search or [], budgets=args.budget or [], beam_width=args.beam_width, chain=args.chain, step_tokens=args.step_tokens,
+        max_steps=args.max_steps, difficulty_samples=args.difficulty_samples, bins=args.bins,
     )
     report = run_eval(settings)
+    if settings.search:
+        from rlreason.search import format_search
+
+        args.log.move_to(Path(report["out"]) / "search.log")
+        say(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems, "
+            f"temperature {settings.temperature}, beam width {settings.beam_width}")
+        say(format_search(report))
+        say(f"time {report['wall_s']:.1f} s; wrote {report['out']}/search.json, search.jsonl, search.png, search.log")
+        return 0
     args.log.move_to(Path(report["out"]) / "eval.log")
     t = report["timing"]
     say(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems x "
@@ -165,6 +222,14 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         help="run the warm start even when this machine has its outcome cached (warm_start.cache=false)",
     )
     p.set_defaults(fn=_train)
+    r = sub.add_parser("prm", parents=[common], allow_abbrev=False,
+                       help="label steps by the policy's own rollouts and train a process reward model: rlreason prm recipes/NAME.yaml [key=value ...]")
+    r.add_argument("recipe", help="YAML recipe; its prm: section (docs/search.md)")
+    r.add_argument("overrides", nargs="*", default=[], help="dotted overrides, e.g. prm.problems=200 prm.rollouts=8")
+    r.add_argument("--resume", metavar="auto", help="'auto': go on from the run directory's labels and newest complete epoch checkpoint")
+    r.add_argument("--no-cache", action="store_true", help="run the warm start even when this machine has its outcome cached")
+    r.add_argument("--dry-run", action="store_true", help="check the recipe and its prm: section without weights or work")
+    r.set_defaults(fn=_prm)
     e = sub.add_parser("export", parents=[common], allow_abbrev=False, help="write a checkpoint's policy as a plain HF model directory")
     e.add_argument("checkpoint", help="a checkpoint directory (runs/NAME/checkpoints/step_N) or a run directory (its newest)")
     e.add_argument("out", help="output directory (must not exist)")
@@ -186,6 +251,16 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     v.add_argument("--max-model-len", type=int, default=2048, help="context length (capped at the model's); longer prompts are left out")
     v.add_argument("--limit", type=int, help="evaluate the first N problems only")
     v.add_argument("--scorer", default="verifier", help="best-of-N selector: 'verifier' (the data set's reward), 'rm:PATH' (HF sequence-classification reward model), 'prm:PATH[:last|min|prod]' (a process reward model, rlreason.prm; docs/search.md) or 'none'")
+    v.add_argument("--search", nargs="+", metavar="STRATEGY[:SCORER]",
+                   help="test-time search instead of plain sampling (docs/search.md): majority, best_of_n, weighted, beam, dvts, revise (a revision model's); "
+                   "each with a scorer (default --scorer), e.g. beam:prm:PATH best_of_n:rm:PATH weighted:prm:PATH best_of_n:verifier")
+    v.add_argument("--budget", type=int, nargs="+", metavar="N", help="--search: candidates generated per problem, each a point of the sweep (default: --n)")
+    v.add_argument("--beam-width", type=int, default=4, help="--search beam/dvts: continuations of each kept candidate (M); budget/M are kept")
+    v.add_argument("--chain", type=int, default=4, help="--search revise: attempts in a chain of revisions; budget/chain chains")
+    v.add_argument("--step-tokens", type=int, default=0, help="--search beam/dvts: tokens one step may take (0: --max-tokens)")
+    v.add_argument("--max-steps", type=int, default=40, help="--search beam/dvts: steps before every candidate is continued to its end")
+    v.add_argument("--difficulty-samples", type=int, default=4, help="--search: samples whose PRM scores estimate a problem's difficulty (compute-optimal allocation)")
+    v.add_argument("--bins", type=int, default=4, help="--search: difficulty bins of the compute-optimal allocation")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--dtype", default="float32")
     v.add_argument("--kv-cache-gib", type=float, default=1.0)

@@ -437,6 +437,34 @@ class CheckpointConfig:
         _non_negative("checkpoint", self, "every", "keep_last")
 
 
+@dataclass
+class PRMConfig:
+    """`rlreason prm RECIPE`: step labels from the policy's own rollouts (Math-Shepherd), and a
+    process reward model trained on them (rlreason/prm_run.py, docs/search.md)."""
+
+    policy: str = "warm_start"  # whose rollouts: the recipe's warm-started policy, or a run directory, checkpoint or HF model
+    base: str = ""  # the PRM's starting weights ('': the policy's)
+    problems: int = 400  # training-stream problems labelled for training
+    heldout_problems: int = 100  # held-out problems labelled for the step AUC
+    samples: int = 4  # completions sampled per problem
+    rollouts: int = 4  # continuations that label one step
+    delimiter: str = ""  # where a step ends ('': the task's: ';' for addition, a blank line for math)
+    epochs: int = 6
+    lr: float = 3.0e-4
+    batch_size: int = 32
+    outcome_model: bool = True  # also train an outcome reward model (rm:PATH) on the same completions' verdicts
+    # also train a revision model (rlreason/revision.py) on the same completions: wrong ones, then a right one
+    revisions: bool = False
+    revision_steps: int = 400  # supervised steps (the warm start's), from the policy's weights
+    revision_batch_size: int = 64
+    revision_lr: float = 1.0e-3
+    revision_max_previous: int = 4  # earlier attempts shown at most (Snell et al.: 4)
+
+    def check(self) -> None:
+        _positive("prm", self, "problems", "heldout_problems", "samples", "rollouts", "epochs", "lr", "batch_size",
+                  "revision_steps", "revision_batch_size", "revision_lr", "revision_max_previous")
+
+
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 
@@ -533,6 +561,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    prm: PRMConfig = field(default_factory=PRMConfig)
 
     @property
     def resolved_run_dir(self) -> Path:

@@ -172,6 +172,39 @@ def dry_run(cfg: Config) -> list[Check]:
     return checks
 
 
+def prm_checks(cfg: Config) -> list[Check]:
+    """`rlreason prm --dry-run`'s own checks: the policy whose rollouts are labelled (and the PRM's
+    base), the steps and the label budget, the held-out problems the AUC is measured on."""
+    from rlreason.errors import HubUnreachable, NotFound
+    from rlreason.evaluate import resolve_eval_model
+    from rlreason.prm_run import step_delimiter
+
+    p, checks = cfg.prm, []
+    for key, value in (("prm.policy", p.policy), ("prm.base", p.base)):
+        if not value:
+            continue
+        if value == "warm_start" and key == "prm.policy":
+            status = OK if cfg.warm_start.enabled else FAIL
+            checks.append(Check(key, status, "the recipe's warm-started policy (from the warm-start cache, or run first)"
+                                + ("" if status == OK else ": warm_start.enabled is false; give prm.policy=PATH")))
+            continue
+        try:
+            checks.append(Check(key, OK, resolve_eval_model(value, cfg.rollout.max_model_len)))
+        except HubUnreachable as e:
+            checks.append(Check(key, UNCHECKED, str(e)))
+        except NotFound as e:
+            checks.append(Check(key, FAIL, str(e)))
+    labels = p.problems * p.samples
+    checks.append(Check("prm labels", OK, f"steps end at {step_delimiter(cfg)!r}; {p.problems} training problems x {p.samples} completions, "
+                                          f"{p.rollouts} continuations a step (a completion of S steps costs {p.rollouts} x (S - 1)); "
+                                          f"{labels} completions to label"))
+    held = cfg.eval.size
+    status = OK if p.heldout_problems <= held else FAIL
+    checks.append(Check("prm held-out", status, f"{p.heldout_problems} held-out problems for the step AUC" +
+                        ("" if status == OK else f": more than the {held} the run holds out (eval.size); lower prm.heldout_problems")))
+    return checks
+
+
 def format_checks(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
     return "\n".join(f"{c.status:>9}  {c.name:<{width}}  {c.detail}" for c in checks)

@@ -219,7 +219,7 @@ class RewardModelScorer:
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval().to("cuda" if torch.cuda.is_available() else "cpu")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -227,14 +227,16 @@ class RewardModelScorer:
         self.max_len = getattr(self.model.config, "max_position_embeddings", 2048)
 
     def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
-        out = []
+        """The score of each prompt + completion; self.read: the tokens read for each."""
+        out, self.read = [], []
         texts = [p + c for p, c in zip(prompts, completions, strict=True)]
         self.tokenizer.padding_side = "right"
         with self.torch.no_grad():
             for i in range(0, len(texts), self.batch_size):
                 enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True, max_length=self.max_len, add_special_tokens=False)
-                logits = self.model(**enc).logits  # (B, num_labels)
+                logits = self.model(**enc.to(self.model.device)).logits  # (B, num_labels)
                 out += logits[:, 0].float().tolist()
+                self.read += enc["attention_mask"].sum(dim=1).tolist()
         return out
 
 
@@ -258,10 +260,14 @@ class PRMScorer:
 
         self.delimiter = prm_delimiter(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForTokenClassification.from_pretrained(path).eval()
+        import torch
+
+        self.model = AutoModelForTokenClassification.from_pretrained(path).eval().to("cuda" if torch.cuda.is_available() else "cpu")
         self.aggregate, self.no_steps = aggregate, 0
 
     def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
+        """The aggregated score of each completion; self.read: the tokens the PRM read for each
+        (prompt and completion; 0 for an empty completion, which it does not score)."""
         import math
 
         from rlreason.prm import prm_step_scores, split_steps
@@ -269,7 +275,9 @@ class PRMScorer:
         steps = [split_steps(c, self.delimiter) or [c] for c in completions]
         self.no_steps = sum(len(s) < 2 for s in steps)
         keep = [i for i, s in enumerate(steps) if s and s[0]]  # an empty completion has no step to score
-        scores = dict(zip(keep, prm_step_scores(self.model, self.tokenizer, [prompts[i] for i in keep], [steps[i] for i in keep])))
+        read = [0] * len(completions)
+        scores = dict(zip(keep, prm_step_scores(self.model, self.tokenizer, [prompts[i] for i in keep], [steps[i] for i in keep], read=read, rows=keep)))
+        self.read = read
         agg = {"last": lambda xs: xs[-1], "min": min, "prod": math.prod}[self.aggregate]
         return [agg(scores[i]) if i in scores else 0.0 for i in range(len(completions))]
 
@@ -375,6 +383,15 @@ class EvalSettings:
     threads: int = 0
     unsafe_code: bool = False
     out: str | None = None
+    # test-time search (rlreason.search): strategies STRATEGY[:SCORER], each at every budget
+    search: list[str] = field(default_factory=list)
+    budgets: list[int] = field(default_factory=list)  # default: [n]
+    beam_width: int = 4
+    chain: int = 4  # revise: attempts a chain (budget/chain chains)
+    step_tokens: int = 0  # tokens a search step may take (0: max_tokens)
+    max_steps: int = 40  # search iterations; the last one continues each candidate to its end
+    difficulty_samples: int = 4  # samples whose PRM scores estimate a problem's difficulty (allocation)
+    bins: int = 4  # difficulty bins of the compute-optimal allocation
 
     def check(self) -> None:
         """ConfigError naming the flag of the first value out of range (before any work)."""
@@ -382,8 +399,10 @@ class EvalSettings:
 
         for name in ("n", "max_tokens", "max_model_len", "kv_cache_gib", *(["limit"] if self.limit is not None else [])):
             check_range(_flag(name), getattr(self, name), low_open=True)
-        for name in ("seed", "threads", "temperature"):
+        for name in ("seed", "threads", "temperature", "step_tokens"):
             check_range(_flag(name), getattr(self, name))
+        for name in ("beam_width", "chain", "max_steps", "difficulty_samples", "bins"):
+            check_range(_flag(name), getattr(self, name), low_open=True)
         check_range("--top-p", self.top_p, high=1, low_open=True)
         for k in self.ks:
             check_range("--k", k, low=1, high=self.n)
@@ -403,32 +422,18 @@ def _flag(name: str) -> str:
 
 
 def run_eval(s: EvalSettings) -> dict:
-    """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content."""
-    from transformers import AutoTokenizer
+    """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content.
+    With s.search: the strategies of rlreason.search at each budget (search.json)."""
+    if s.search:
+        from rlreason.search import run_search
 
-    from rlreason.data.datasets import get_spec, spec_dict
-    from rlreason.models import locate_model
-    from rlreason.rewards import prepare_rewards
+        return run_search(s)
+    from rlreason.data.datasets import spec_dict
 
     s.check()
     t_start = time.time()
     ks = sorted(set(s.ks) | {1})
-    if s.scorer.startswith("rm:"):
-        locate_model(s.scorer[3:])  # a reward model that is not there fails now, not after sampling
-    spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
-    if s.scorer.startswith("prm:"):  # refused now, not after sampling
-        from rlreason.config import ConfigError
-
-        prm_path, _ = parse_prm_scorer(s.scorer)
-        if (theirs := prm_delimiter(prm_path)) != (ours := dataset_step_delimiter(spec)):
-            raise ConfigError(f"--scorer prm:{prm_path}: its step delimiter {theirs!r} differs from data set {spec.label}'s {ours!r}")
-    prepare_rewards(spec.reward, unsafe_code=s.unsafe_code, threads=SCORING_THREADS)
-    model_path = resolve_eval_model(s.model, s.max_model_len)
-    max_len = s.max_model_len
-    if (limit := model_max_len(model_path)) is not None and limit < max_len:
-        log.info("model %s holds %d positions: max_model_len %d -> %d", model_path, limit, max_len, limit)
-        max_len = limit
-    es = load_eval_set(spec, AutoTokenizer.from_pretrained(model_path), max_len - s.max_tokens, s.limit)
+    spec, model_path, max_len, es = prepare_eval(s, [s.scorer])
     timing = {"load_s": time.time() - t_start}
 
     groups = _sample(es, model_path, max_len, s, timing)
@@ -455,13 +460,46 @@ def run_eval(s: EvalSettings) -> dict:
     return report
 
 
-def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing: dict):
-    """s.n samples of every prompt from a vLLM engine started here (and let go after)."""
+def prepare_eval(s: EvalSettings, scorers: list[str]):
+    """(spec, model path, context length, EvalSet) of an eval, after the checks that come before
+    any sampling: each reward model is there, each PRM's step delimiter is the data set's."""
+    from transformers import AutoTokenizer
+
+    from rlreason.config import ConfigError
+    from rlreason.data.datasets import get_spec
+    from rlreason.models import locate_model
+    from rlreason.rewards import prepare_rewards
+
+    spec = get_spec(s.dataset, prefer_hub=s.hub, split=s.split, answer_extract=s.answer_extract, reward=s.reward, template=s.template, **s.fields)
+    for scorer in scorers:
+        if scorer.startswith("rm:"):
+            locate_model(scorer[3:])  # a reward model that is not there fails now, not after sampling
+        if scorer.startswith("prm:"):
+            prm_path, _ = parse_prm_scorer(scorer)
+            if (theirs := prm_delimiter(prm_path)) != (ours := dataset_step_delimiter(spec)):
+                raise ConfigError(f"--scorer prm:{prm_path}: its step delimiter {theirs!r} differs from data set {spec.label}'s {ours!r}")
+    prepare_rewards(spec.reward, unsafe_code=s.unsafe_code, threads=SCORING_THREADS)
+    model_path = resolve_eval_model(s.model, s.max_model_len)
+    max_len = s.max_model_len
+    if (limit := model_max_len(model_path)) is not None and limit < max_len:
+        log.info("model %s holds %d positions: max_model_len %d -> %d", model_path, limit, max_len, limit)
+        max_len = limit
+    es = load_eval_set(spec, AutoTokenizer.from_pretrained(model_path), max_len - s.max_tokens, s.limit)
+    return spec, model_path, max_len, es
+
+
+def start_engine(s: EvalSettings, model_path: str, max_len: int):
+    """The eval's vLLM engine, in this process (no Ray)."""
     from rlreason.rollout.vllm_engine import VLLMEngine
 
-    t0 = time.time()
     log.info("starting the vLLM engine: %s, %s, %d positions", model_path, s.dtype, max_len)
-    engine = VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
+    return VLLMEngine(model_path, s.dtype, max_len, s.kv_cache_gib, s.seed, s.threads)
+
+
+def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing: dict):
+    """s.n samples of every prompt from a vLLM engine started here (and let go after)."""
+    t0 = time.time()
+    engine = start_engine(s, model_path, max_len)
     t1 = time.time()
     log.info("engine ready in %.0f s; sampling %d problems x %d", t1 - t0, len(es.prompts), s.n)
     groups, tokens = [None] * len(es.prompts), 0

@@ -15,8 +15,8 @@ weights, trained with binary cross-entropy on the soft labels at each step's las
 (`train_prm`), scoring a completion's steps with `prm_step_scores`. `auc` measures how well scores
 rank right steps above wrong ones.
 
-This is the data and model side of issue 20: the `rlreason prm` command (config, run directory,
-checkpoints), search in `rlreason eval` and compute allocation are not built yet.
+`rlreason prm RECIPE` (rlreason/prm_run.py) runs all of it in a run directory; `rlreason eval
+--scorer prm:DIR` and `--search` (rlreason/search.py) use the PRM.
 """
 
 from __future__ import annotations
@@ -149,6 +149,13 @@ def step_positions(tokenizer, prompt: str, steps: list[str]) -> tuple[list[int],
     return enc["input_ids"], positions
 
 
+def _device():
+    """Where a PRM or outcome RM trains: the GPU when there is one."""
+    import torch
+
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def _batches(rows: list, size: int, rng: random.Random):
     order = list(range(len(rows)))
     rng.shuffle(order)
@@ -166,49 +173,102 @@ def _logits_at(model, batch: list[tuple[list[int], list[int]]], pad_id: int):
     for r, (row, _) in enumerate(batch):
         ids[r, : len(row)] = torch.tensor(row)
         mask[r, : len(row)] = 1
-    logits = model(input_ids=ids, attention_mask=mask).logits[..., 0]  # (B, T)
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[..., 0].float()  # (B, T)
     return torch.cat([logits[r, pos] for r, (_, pos) in enumerate(batch)])
 
 
-def train_prm(base: str, labels: list[StepLabels], epochs: int = 2, lr: float = 1e-3, batch_size: int = 32, seed: int = 0):
-    """A PRM from `base` (the policy's directory): AutoModelForTokenClassification with one label,
-    trained for `epochs` on the soft labels at every step's last token (binary cross-entropy).
-    Returns (model, tokenizer, per-epoch mean losses)."""
+def train_prm(base: str, labels: list[StepLabels], epochs: int = 2, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
+              start_epoch: int = 0, optimizer_state: dict | None = None, rng_state: dict | None = None, on_epoch=None):
+    """A PRM from `base` (the policy's directory, or a checkpoint's model to go on from):
+    AutoModelForTokenClassification with one label, trained on the soft labels at every step's
+    last token (binary cross-entropy) for epochs start_epoch+1 .. epochs, each epoch's order
+    shuffled by (seed, epoch). After each: on_epoch(epoch, model, tokenizer, optimizer, mean loss).
+    To go on from a checkpoint: its model as `base`, its optimizer state, and its generators'
+    state (rlreason.checkpoint.rng_state: the head's dropout draws from torch's). Returns (model, tokenizer, the mean loss of each epoch run here)."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForTokenClassification.from_pretrained(base, num_labels=1)
+    model = AutoModelForTokenClassification.from_pretrained(base, num_labels=1).to(_device())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = []
     for lab in labels:
         ids, positions = step_positions(tokenizer, lab.prompt, lab.steps)
         rows.append((ids, positions, lab.soft))
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    rng, losses = random.Random(seed), []
-    model.train()
-    for _ in range(epochs):
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    if rng_state is not None:
+        from rlreason.checkpoint import set_rng_state
+
+        set_rng_state(rng_state)
+    losses = []
+    for epoch in range(start_epoch + 1, epochs + 1):
+        model.train()
         total, n = 0.0, 0
-        for batch in _batches(rows, batch_size, rng):
+        for batch in _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")):
             logits = _logits_at(model, [(ids, pos) for ids, pos, _ in batch], pad_id)
-            target = torch.tensor([t for _, _, soft in batch for t in soft])
+            target = torch.tensor([t for _, _, soft in batch for t in soft], device=logits.device)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, n = total + loss.item() * len(target), n + len(target)
         losses.append(total / max(n, 1))
+        model.eval()
+        if on_epoch is not None:
+            on_epoch(epoch, model, tokenizer, opt, losses[-1])
     model.eval()
     return model, tokenizer, losses
 
 
-def prm_step_scores(model, tokenizer, prompts: list[str], steps_list: list[list[str]], batch_size: int = 64) -> list[list[float]]:
-    """The PRM's probability that each step is right, for each (prompt, steps) pair."""
+def train_orm(base: str, rows: list[tuple[str, str, bool]], epochs: int = 2, lr: float = 1e-3, batch_size: int = 32, seed: int = 0):
+    """An outcome reward model (Cobbe et al. 2021) from `base`: AutoModelForSequenceClassification
+    with one logit (read at the last token), trained with binary cross-entropy on whether each
+    (prompt, completion) was right. `rlreason eval --scorer rm:DIR` ranks by its logit.
+    Returns (model, tokenizer, per-epoch mean losses)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).to(_device())
+    model.config.pad_token_id = tokenizer.pad_token_id
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    for epoch in range(1, epochs + 1):
+        total, n = 0.0, 0
+        for batch in _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")):
+            enc = tokenizer([p + c for p, c, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            logits = model(**enc).logits[:, 0].float()
+            target = torch.tensor([float(ok) for _, _, ok in batch], device=logits.device)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(batch), n + len(batch)
+        losses.append(total / max(n, 1))
+    model.eval()
+    return model, tokenizer, losses
+
+
+def prm_step_scores(model, tokenizer, prompts: list[str], steps_list: list[list[str]], batch_size: int = 64,
+                    read: list[int] | None = None, rows: list[int] | None = None) -> list[list[float]]:
+    """The PRM's probability that each step is right, for each (prompt, steps) pair. `read`:
+    where to put the tokens read for each pair (at the indices `rows`, default 0, 1, ...)."""
     import torch
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = [step_positions(tokenizer, p, steps) for p, steps in zip(prompts, steps_list)]
+    encoded = [step_positions(tokenizer, p, steps) for p, steps in zip(prompts, steps_list)]
+    if read is not None:
+        for j, (ids, _) in zip(rows if rows is not None else range(len(encoded)), encoded):
+            read[j] = len(ids)
+    rows = encoded
     out = []
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):

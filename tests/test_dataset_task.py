@@ -236,3 +236,19 @@ def test_dry_run_fails_on_a_bad_mapping_and_fits_prompts_with_the_tokenizer(offl
     assert good["data prompts"][0] == "ok" and "40 fit in 208 prompt tokens (0 too long)" in good["data prompts"][1]
     assert good["tokenizer"][0] == "ok" and good["placement"][0] == "ok"
     assert main(["train", str(ROOT / "recipes/addition_grpo.yaml"), *base, "task.dataset.question=nope", "--dry-run"]) == 1
+
+
+def test_prm_dry_run_of_the_gpu_recipe_on_a_local_copy(offline, tmp_path, capsys):
+    """`rlreason prm recipes/math_prm_qwen2.5_math.yaml --dry-run`: the training recipe's checks and
+    the PRM's own; a held-out count above what the run holds out is a FAIL naming the key."""
+    from rlreason.cli import main
+
+    rows = [{"problem": f"What is {i}+1?", "solution": f"It is $\\boxed{{{i + 1}}}$.", "level": "Level 3", "type": "Algebra"} for i in range(300)]
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    args = ["prm", str(ROOT / "recipes/math_prm_qwen2.5_math.yaml"), "--dry-run", f"task.dataset.local={path}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "prm labels" in out and "steps end at '\\n\\n'; 2000 training problems x 8 completions" in out
+    assert "prm.policy" in out and "no failures" in out
+    assert main(args + ["prm.heldout_problems=500"]) == 1
+    assert "lower prm.heldout_problems" in capsys.readouterr().err

