@@ -263,6 +263,7 @@ def difficulty_bins(difficulty: dict[str, float], n_bins: int, ids: list[str]) -
 def allocate(
     rows: list[dict], difficulty: dict[str, float], reference: tuple[str, int], candidates: list[str],
     val_ids: list[str], test_ids: list[str], n_bins: int = 4, probe_tokens: dict[str, float] | None = None,
+    reuse: frozenset[str] = frozenset(),
 ) -> dict:
     """Compute-optimal allocation (Snell et al. 2024, section 3.2, by estimated difficulty).
 
@@ -272,7 +273,9 @@ def allocate(
     `candidates` with the fewest generated tokens whose accuracy there is at least the
     reference's (reference: (strategy label, budget)); a bin where none is, takes the
     reference itself. The choice is then applied to the test ids. `probe_tokens`: tokens the
-    difficulty estimate generated per problem, added to the allocation's cost.
+    difficulty estimate generated per problem, added to the allocation's cost, except for the
+    strategies in `reuse`, whose samples begin with the probe's own (the same seeds): their cost
+    is the larger of the two.
     Returns the bins, the choice per bin, and on the test ids the allocation's and the
     reference's accuracy and mean generated tokens."""
     by = {(r["strategy"], r["budget"], r["id"]): r for r in rows}
@@ -295,7 +298,11 @@ def allocate(
     probe = probe_tokens or {}
     test = [(i, choice[bin_of[i]]) for i in test_ids if (*choice[bin_of[i]], i) in by and (*reference, i) in by]
     alloc_correct = [by[(*c, i)]["correct"] for i, c in test]
-    alloc_tokens = [by[(*c, i)]["generated_tokens"] + probe.get(i, 0.0) for i, c in test]
+    def cost(c, i):
+        gen, extra = by[(*c, i)]["generated_tokens"], probe.get(i, 0.0)
+        return max(gen, extra) if c[0] in reuse else gen + extra
+
+    alloc_tokens = [cost(c, i) for i, c in test]
     ref_rows = [by[(*reference, i)] for i, _ in test]
     n = max(len(test), 1)
     return {
@@ -563,8 +570,10 @@ def run_search(s) -> dict:
     reference = next((lab for name in ("weighted", "best_of_n") for lab in learned if lab.startswith(name + ":")), None)
     if prm_spec and reference and len(difficulty) == len(ids) and len(ids) >= 2 * s.bins:
         alloc = allocate(rows, {i: d["difficulty"] for i, d in difficulty.items()}, (reference, max(budgets)), learned,
-                         ids[0::2], ids[1::2], s.bins, {i: d["probe_tokens"] for i, d in difficulty.items()})
-        alloc["difficulty"] = f"mean {prm_spec} score of each problem's first {s.difficulty_samples} samples (no gold answer); its tokens are added to the allocation's cost"
+                         ids[0::2], ids[1::2], s.bins, {i: d["probe_tokens"] for i, d in difficulty.items()},
+                         frozenset(st.label for st in sampled))
+        alloc["difficulty"] = (f"mean {prm_spec} score of each problem's first {s.difficulty_samples} samples (no gold answer); their tokens "
+                               "are added to the allocation's cost, except where the chosen strategy samples them anyway (majority, best_of_n, weighted)")
         alloc["split"] = "validation: problems 0, 2, 4, ...; test: problems 1, 3, 5, ..."
         alloc["token_ratio"] = token_ratio(alloc)
     # problems where no sample (no finished candidate) had a step delimiter: counted, never silently 0

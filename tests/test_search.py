@@ -152,6 +152,10 @@ def test_summary_and_compute_optimal_allocation_by_hand():
     assert a["bins"]["choice"] == {0: {"strategy": "ref", "budget": 64}, 1: {"strategy": "cheap", "budget": 4}}
     assert a["test"]["allocation"] == {"accuracy": 0.5, "generated_tokens": (12 + 102) / 2}
     assert a["test"]["reference"] == {"accuracy": 0.5, "generated_tokens": 100.0}
+    # a sampling strategy whose first samples are the probe's pays for them once
+    again = allocate(rows, difficulty, ("ref", 64), ["ref", "cheap"], ["p0", "p2"], ["p1", "p3"], n_bins=2,
+                     probe_tokens={i: 20.0 for i in difficulty}, reuse=frozenset({"cheap", "ref"}))
+    assert again["test"]["allocation"]["generated_tokens"] == (20 + 100) / 2
 
 
 @pytest.mark.slow
