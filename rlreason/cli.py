@@ -127,6 +127,9 @@ def _prm(args) -> int:
                    f"{lab['heldout']['steps']} held-out; {report['continuations_per_label']} continuations a label "
                    f"({lab['train']['continuations'] + lab['heldout']['continuations']} in all), "
                    f"{lab['train']['label_s'] + lab['heldout']['label_s']:.0f} s"),
+        *([("label noise", "hard labels against the exact truth of each step: {hard_noise:.3f} ({right_steps_labelled_0} right steps "
+                           "labelled 0, {wrong_steps_labelled_1} wrong ones labelled 1); soft labels' mean error {soft_mae:.3f}".format(
+                               **report["label_noise"]["heldout"]))] if report.get("label_noise") else []),
         ("PRM", f"{len(report['epochs'])} epochs, loss {report['epochs'][0]['loss']:.3f} -> {report['epochs'][-1]['loss']:.3f}, "
                 f"{report['prm_train_s']:.0f} s" if report["epochs"] else "no epochs"),
         ("held-out steps", f"{held['steps']}: AUC {held['auc_vs_labels']:.3f} and accuracy {held['accuracy_vs_labels']:.3f} against the labels"
@@ -161,6 +164,8 @@ def _eval(args) -> int:
     from rlreason.data.datasets import parse_field_overrides
     from rlreason.evaluate import EvalSettings, format_table, run_eval
 
+    if not args.search and args.budget:
+        raise UsageError("rlreason eval: --budget sweeps the strategies of --search; give --search STRATEGY[:SCORER] ... (docs/search.md)")
     settings = EvalSettings(
         model=args.model, dataset=args.dataset, split=args.split, fields=parse_field_overrides(args.field),
         answer_extract=args.answer_extract, reward=args.reward, template=args.template, hub=args.hub,
@@ -170,16 +175,17 @@ def _eval(args) -> int:
         search=args.search or [], budgets=args.budget or [], beam_width=args.beam_width, chain=args.chain, step_tokens=args.step_tokens,
         max_steps=args.max_steps, difficulty_samples=args.difficulty_samples, bins=args.bins,
     )
-    report = run_eval(settings)
     if settings.search:
-        from rlreason.search import format_search
+        from rlreason.search import format_search, run_search
 
+        report = run_search(settings)
         args.log.move_to(Path(report["out"]) / "search.log")
         say(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems, "
             f"temperature {settings.temperature}, beam width {settings.beam_width}")
         say(format_search(report))
         say(f"time {report['wall_s']:.1f} s; wrote {report['out']}/search.json, search.jsonl, search.png, search.log")
         return 0
+    report = run_eval(settings)
     args.log.move_to(Path(report["out"]) / "eval.log")
     t = report["timing"]
     say(f"{report['model']} on {report['dataset']['name'] or report['dataset']['source']}: {report['n_problems']} problems x "

@@ -422,12 +422,8 @@ def _flag(name: str) -> str:
 
 
 def run_eval(s: EvalSettings) -> dict:
-    """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's content.
-    With s.search: the strategies of rlreason.search at each budget (search.json)."""
-    if s.search:
-        from rlreason.search import run_search
-
-        return run_search(s)
+    """Sample, score, aggregate, write eval.json / samples.jsonl / problems.jsonl; return eval.json's
+    content. (With s.search, `rlreason eval` runs rlreason.search.run_search instead.)"""
     from rlreason.data.datasets import spec_dict
 
     s.check()

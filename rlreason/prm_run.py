@@ -136,6 +136,25 @@ def heldout_figures(model, tokenizer, heldout, addition: bool) -> dict:
     return out
 
 
+def label_noise(labels) -> dict:
+    """The labels against the exact truth of each step (the addition task's scratchpad), the
+    answer steps aside (their label is the verdict itself): hard-label noise split into wrong
+    steps labelled 1 and right steps labelled 0, and the soft labels' mean absolute error."""
+    from rlreason.prm import addition_steps_correct
+
+    steps = fp = fn = 0
+    soft_error = 0.0
+    for lab in labels:
+        truth = addition_steps_correct(lab.prompt, lab.steps)
+        for t, h, s in zip(truth[:-1], lab.hard[:-1], lab.soft[:-1]):
+            steps += 1
+            fp += (not t) and h > 0
+            fn += t and h == 0
+            soft_error += abs(s - float(t))
+    return {"steps": steps, "hard_noise": (fp + fn) / max(steps, 1), "wrong_steps_labelled_1": fp,
+            "right_steps_labelled_0": fn, "soft_mae": soft_error / max(steps, 1)}
+
+
 def _save_model(model, tokenizer, out: Path, meta: dict | None) -> None:
     tmp = out.parent / f".tmp-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -269,6 +288,7 @@ def run_prm(cfg: Config, resume: str | None = None) -> dict:
     revision = train_revision_model(cfg, policy, train, run_dir / "revision") if p.revisions else None
     report = {
         "run_dir": str(run_dir), "policy": policy_info | {"path": policy}, "delimiter": delimiter, "labels": label_info,
+        "label_noise": {"train": label_noise(train), "heldout": label_noise(heldout)} if addition else None,
         "continuations_per_label": p.rollouts, "epochs": rows, "heldout": final, "prm": str(run_dir / "prm"), "orm": orm, "revision": revision,
         "prm_train_s": prm_s, "wall_s": time.time() - t_start,
     }

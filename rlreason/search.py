@@ -7,8 +7,9 @@ names of HuggingFace's search-and-learn):
     best_of_n   N samples, the one the scorer ranks highest
     weighted    N samples, each votes for its answer with its score; the heaviest answer wins
     beam        beam search over steps: N candidates a step; the scorer (a PRM) scores each
-                step's end; the top N/M unfinished candidates are kept and each is continued M
-                times (M: the beam width); finished ones leave the beam
+                step's end; the top N/M unfinished candidates are kept and the N continuations
+                of the next step are shared among them (M each when there are N/M; M: the beam
+                width); finished ones leave the beam
     dvts        diverse verifier tree search: N/M independent subtrees, each a beam of one:
                 M continuations of its best candidate a step, the best one kept
     revise      sequential revisions (the model must be a revision model, rlreason.revision):
@@ -17,9 +18,11 @@ names of HuggingFace's search-and-learn):
 
 A strategy is written STRATEGY[:SCORER], the scorer as `rlreason eval --scorer` takes it
 ('prm:PATH[:last|min|prod]', 'rm:PATH', 'verifier': the oracle, always labelled as such).
-beam and dvts score partial solutions, so they need a PRM. Their answer is the finished
-candidate with the highest score (the PRM's last step by default: its estimate that the answer
-is right); ties go to the first found.
+beam and dvts score partial solutions, so they need a PRM. Their answer is the weighted vote
+of their finished candidates (each votes for its answer with its score, the PRM's last step by
+default), as search-and-learn aggregates them: the single highest-scored candidate is the
+PRM's most over-estimated one more often as N grows. Without an
+answer to vote on (code), the highest-scored finished candidate.
 
 Compute: every strategy reports per problem the tokens it generated and the tokens its scorer
 read (a PRM or RM reads the prompt and the whole completion each time it scores one; the oracle
@@ -135,23 +138,25 @@ def tree_search(
 
     Each problem holds groups: one beam of budget/width kept candidates (beam search), or
     budget/width subtrees that each keep one (DVTS). A step: every kept candidate is continued
-    `width` times up to the delimiter (at most step_tokens tokens); the new candidates are scored;
-    a candidate whose step does not end with the delimiter (the model stopped, or ran out of
-    tokens) or that reached max_tokens is finished; each group keeps its best `keep` unfinished
-    ones. At iteration max_steps - 1 the candidates are continued to the end."""
+    up to the delimiter (at most step_tokens tokens), the group's keep * width continuations
+    shared among its kept candidates (width each when it kept `keep`); the new candidates are
+    scored; a candidate whose step does not end with the delimiter (the model stopped, or ran
+    out of tokens) or that reached max_tokens is finished; each group keeps its best `keep`
+    unfinished ones (copies of one text included, as search-and-learn keeps them). At iteration max_steps - 1 the candidates are
+    continued to the end."""
     keep = 1 if subtrees else budget // width
     n_groups = budget // width if subtrees else 1
     results = [SearchResult(None, []) for _ in prompts]
-    # the kept candidates of each (problem, group); at the start, the empty completion
+    # the kept candidates of each (problem, group); at the start, the empty completion, which
+    # is continued keep * width times
     frontier = {(p, g): [Node("", 0)] for p in range(len(prompts)) for g in range(n_groups)}
-    # the first step: the root is continued keep * width times in each group
-    fan = {key: keep * width for key in frontier}
     for it in range(max_steps):
         if not frontier:
             break
         last = it == max_steps - 1
         requests = [(key, node) for key, nodes in frontier.items() for node in nodes]
-        n_of = [fan[key] if it == 0 else width for key, _ in requests]
+        # a group's keep * width continuations a step, shared by its kept candidates
+        n_of = [(keep * width) // len(frontier[key]) for key, _ in requests]
         # one engine call per fan-out (the first step's differs from the rest)
         children: dict[tuple, list[Node]] = defaultdict(list)
         for n in sorted(set(n_of)):
@@ -206,6 +211,19 @@ def revision_chains(engine, prompts: list[str], budget: int, chain: int, separat
         for (p, c), group in zip(keys, groups):
             attempts[p][c].append((group[0].text, len(group[0].completion_ids)))
     return [[a for chain_ in per for a in chain_] for per in attempts]
+
+
+def weighted_pick(nodes: list[Node], answers: list[str | None]) -> Node | None:
+    """The first node whose answer has the largest summed score over `nodes` (nodes without an
+    answer do not vote); None when none has one."""
+    weight: dict[str, float] = {}
+    for node, a in zip(nodes, answers):
+        if a is not None:
+            weight[a] = weight.get(a, 0.0) + node.score
+    if not weight:
+        return None
+    best = max(weight.values())
+    return next(n for n, a in zip(nodes, answers) if a is not None and weight[a] == best)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,12 +563,19 @@ def run_search(s) -> dict:
                 engine, scorer(st.scorer)[0], [es.prompts[i] for i in c], b, s.beam_width, delimiter, st.name == "dvts",
                 s.temperature, s.top_p, s.step_tokens or s.max_tokens, s.max_tokens, s.max_steps, s.seed + c.start,
             )
+            if es.spec.extractor:  # the answer of the finished candidates' weighted vote (search-and-learn's weighted aggregation)
+                for r in results:
+                    r.pick = weighted_pick(r.finished, [vote_answer(x.text, es.spec.extractor) for x in r.finished]) or r.pick
             picks = [(i, r.pick.text if r.pick else "") for i, r in zip(c, results)]
             rewards = judge(picks)
+            # was any finished candidate right? (each distinct text judged once): what a perfect final pick would get
+            finished = [(i, t) for i, r in zip(c, results) for t in dict.fromkeys(x.text for x in r.finished)]
+            right = {(i, t) for (i, t), v in zip(finished, judge(finished)) if v >= 1.0}
+            any_right = {i for i, _ in right}
             new_rows = [
                 {"strategy": st.label, "budget": b, "id": ids[i], "correct": float(rw >= 1.0), "generated_tokens": r.generated_tokens,
                  "scorer_tokens": r.scorer_tokens, "iterations": r.iterations, "finished": len(r.finished), "no_steps": r.no_steps,
-                 "all_no_steps": r.no_steps == len(r.finished),
+                 "all_no_steps": r.no_steps == len(r.finished), "any_finished_correct": float(i in any_right),
                  "answer": vote_answer(r.pick.text, es.spec.extractor) if (vote and r.pick) else None}
                 for i, r, rw in zip(c, results, rewards) if (st.label, b, ids[i]) not in done
             ]

@@ -90,6 +90,19 @@ ROWS = [
     (["eval", "tiny", "--dataset", "addition", "--reward", "nope"], 2, "nope"),
     (["eval", "tiny", "--dataset", "addition", "--dtype", "int8"], 2, "--dtype"),
     (["eval", "--n", "x", "tiny", "--dataset", "addition"], 2, "--n"),
+    # eval --search: refused before any sampling
+    (["eval", "tiny", "--dataset", "addition", "--budget", "4"], 2, "--budget sweeps the strategies of --search"),
+    (["eval", "tiny", "--dataset", "addition", "--search", "greedy"], 2, "unknown strategy 'greedy'"),
+    (["eval", "tiny", "--dataset", "addition", "--search", "beam:rm:{tmp}/rm"], 2, "its scorer must be a PRM"),
+    (["eval", "tiny", "--dataset", "addition", "--search", "beam:prm:{tmp}/p", "--budget", "2", "--beam-width", "4"], 2,
+     "--budget 2 is smaller than --beam-width 4"),
+    (["eval", "tiny", "--dataset", "addition", "--search", "beam:prm:{tmp}/no-prm", "--budget", "4"], 2, "prm:{tmp}/no-prm: no prm.json"),
+    (["eval", "tiny", "--dataset", "addition", "--search", "revise", "--budget", "4"], 2, "not a revision model (no revision.json)"),
+    # prm
+    (["prm", R, "prm.rollouts=0"], 2, "prm.rollouts"),
+    (["prm", R, "--resume", "{tmp}/run"], 2, "--resume takes 'auto'"),
+    (["prm", R, "prm.policy={tmp}/no-policy"], 2, "no such model directory: {tmp}/no-policy"),
+    (["prm", R, "prm.heldout_problems=50", "eval.size=10", "--dry-run"], 1, "lower prm.heldout_problems"),
     # export
     (["export", "runs/nope", "{tmp}/out"], 2, "runs/nope"),
     (["export", "{tmp}/run", "{tmp}/out"], 2, "{tmp}/run"),
@@ -110,6 +123,7 @@ def files(tmp_path, offline, monkeypatch, tiny_model_dir):
 
     monkeypatch.setattr(actors, "connect", started)
     monkeypatch.setattr(evaluate, "_sample", started)
+    monkeypatch.setattr(evaluate, "start_engine", started)
     monkeypatch.setenv("RLREASON_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.chdir(ROOT)  # ./runs/nope, ./no-such-model-dir: relative to the checkout
     (tmp_path / "broken.yaml").write_text("steps: [1,\n")

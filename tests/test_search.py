@@ -71,6 +71,14 @@ def test_beam_search_keeps_the_top_budget_over_width_of_all_candidates():
     assert [(p, n, stop) for p, n, _, stop in engine.calls] == [(["P"], 4, [";"]), (["Pa;", "Pb;"], 2, [";"])]
 
 
+def test_beam_search_shares_the_budget_among_the_candidates_it_kept():
+    """When one unfinished candidate is left it gets all 4 continuations of the step."""
+    engine = ScriptedEngine({"P": ["a;", "1", "2", "3"], "Pa;": ["4", "5"]})
+    scores = {"a;": 0.1, "1": 0.9, "2": 0.9, "3": 0.9, "a;4": 0.5, "a;5": 0.5}
+    res = tree_search(engine, lambda p, t: ([scores[x] for x in t], [0] * len(t)), ["P"], 4, 2, ";", False, 1.0, 1.0, 8, 48, 40)[0]
+    assert [(p, n) for p, n, _, _ in engine.calls] == [(["P"], 4), (["Pa;"], 4)] and len(res.finished) == 7
+
+
 def test_dvts_keeps_the_best_of_each_subtree():
     """The same script as DVTS: 2 subtrees of width 2. Subtree 0 samples a; b; and keeps a;,
     subtree 1 samples c; d; and keeps d; (0.2), which beam search dropped; d;5 (0.9) wins."""
@@ -87,6 +95,14 @@ def test_the_last_step_continues_to_the_end_and_long_candidates_finish():
     assert res.no_steps == 0  # each holds its delimiter
     _, res = search(subtrees=False, max_tokens=2)  # the first steps use up max_tokens: finished
     assert len(res.finished) == 4 and res.iterations == 1
+
+
+def test_the_weighted_pick_sums_each_answers_scores():
+    from rlreason.search import Node, weighted_pick
+
+    nodes = [Node("x", 1, 0.9), Node("y", 1, 0.5), Node("z", 1, 0.6), Node("w", 1, 0.99)]
+    assert weighted_pick(nodes, ["5", "6", "6", None]).text == "y"  # 6: 1.1 against 5: 0.9; no answer: no vote
+    assert weighted_pick(nodes, [None] * 4) is None
 
 
 def test_a_finished_candidate_without_a_delimiter_is_counted():
@@ -164,7 +180,8 @@ def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path,
     there once with its compute; killed after the sampling strategies (their rows only), a rerun
     into the same --out adds the tree searches' rows and keeps the others; other settings into
     that --out are refused, naming the key."""
-    from rlreason.evaluate import EvalSettings, run_eval
+    from rlreason.evaluate import EvalSettings
+    from rlreason.search import run_search
     from rlreason.prm import train_prm
 
     model, tok, _ = train_prm(str(tiny_model_dir[0]), [], epochs=0)
@@ -176,13 +193,14 @@ def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path,
     settings = dict(model="tiny", dataset="addition", limit=6, temperature=1.0, max_tokens=24, max_model_len=128, out=str(out),
                     search=["majority", f"weighted:prm:{prm}", f"beam:prm:{prm}", f"dvts:prm:{prm}", "best_of_n:verifier"],
                     budgets=[2, 4], beam_width=2, step_tokens=12)
-    report = run_eval(EvalSettings(**settings))
+    report = run_search(EvalSettings(**settings))
     rows = [json.loads(x) for x in (out / "search.jsonl").read_text().splitlines()]
     labels = ["majority", f"weighted:prm:{prm}", f"beam:prm:{prm}", f"dvts:prm:{prm}", "best_of_n:verifier"]
     assert sorted((r["strategy"], r["budget"]) for r in rows) == sorted((s, b) for s in labels for b in (2, 4) for _ in range(6))
     assert all(r["generated_tokens"] > 0 for r in rows)
     assert all(r["scorer_tokens"] > 0 for r in rows if "prm:" in r["strategy"])
     assert all(r["scorer_tokens"] == 0 for r in rows if r["strategy"] in ("majority", "best_of_n:verifier"))
+    assert all(r["any_finished_correct"] >= r["correct"] for r in rows if r["strategy"].startswith(("beam", "dvts")))
     assert set(report["summary"]) == set(labels) and (out / "search.png").stat().st_size > 0
     assert len([json.loads(x) for x in (out / "difficulty.jsonl").read_text().splitlines()]) == 6
     # the oracle picks a right sample whenever one of the first k is right, so it is the ceiling of best-of-N
@@ -191,10 +209,10 @@ def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path,
 
     kept = [r for r in rows if r["strategy"] in ("majority", f"weighted:prm:{prm}", "best_of_n:verifier")]
     (out / "search.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"strategy": "beam:prm')  # a cut last line
-    run_eval(EvalSettings(**settings))
+    run_search(EvalSettings(**settings))
     again = [json.loads(x) for x in (out / "search.jsonl").read_text().splitlines()[len(kept) + 1 :]]
     assert (out / "search.jsonl").read_text().splitlines()[: len(kept)] == [json.dumps(r) for r in kept]
     assert sorted((r["strategy"], r["budget"], r["id"]) for r in again) == sorted(
         (r["strategy"], r["budget"], r["id"]) for r in rows if r["strategy"].startswith(("beam", "dvts")))
     with pytest.raises(ConfigError, match="temperature: 1.0 there, 0.5 now"):
-        run_eval(EvalSettings(**settings | {"temperature": 0.5}))
+        run_search(EvalSettings(**settings | {"temperature": 0.5}))
