@@ -9,7 +9,7 @@ policy's own rollouts, in the recipe's run directory (the recipe's `prm:` sectio
        labels/train.jsonl, labels/heldout.jsonl, labels/labels.json
     3. the PRM: trained epoch by epoch from the policy's weights (or prm.base), a complete
        checkpoint after each (checkpoints/step_00000E, as training's); each epoch's loss and the
-       held-out step AUC and accuracy go to metrics.jsonl
+       held-out step AUC and accuracy go to metrics.jsonl and log.backends' trackers, as training's
     4. prm/ (HF format, prm.json naming the step delimiter): `rlreason eval --scorer prm:DIR`;
        with prm.outcome_model, orm/: an outcome reward model on the same completions' verdicts
        (`--scorer rm:DIR`); with prm.revisions, revision/: a revision model (rlreason.revision)
@@ -235,21 +235,22 @@ def run_prm(cfg: Config, resume: str | None = None) -> dict:
     train, heldout = _read_labels(labels_dir / "train.jsonl"), _read_labels(labels_dir / "heldout.jsonl")
     addition = cfg.task.name == "addition" and delimiter == ";"
 
+    import io
+
+    from rlreason.metrics import MetricsLogger, read_metrics
+    from rlreason.trackers import open_trackers
+
     p = cfg.prm
-    metrics_path = run_dir / "metrics.jsonl"
     last = checkpoint.latest(run_dir / "checkpoints")
     first_epoch = checkpoint.checkpoint_step(last) if last else 0
-    rows = [json.loads(x) for x in metrics_path.read_text().splitlines()] if (last and metrics_path.is_file()) else []
-    rows = [r for r in rows if r["epoch"] <= first_epoch]
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # a resumed run goes on with its epochs' rows, in metrics.jsonl and in the trackers' runs
+    history = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["epoch"] <= first_epoch] if last and (run_dir / "metrics.jsonl").is_file() else None
+    metrics = MetricsLogger(run_dir, p.epochs, stream=io.StringIO(), history=history, trackers=open_trackers(cfg, run_dir, history))
     t_fit = time.time()
 
     def on_epoch(epoch: int, model, tokenizer, optimizer, loss: float) -> None:
         figures = heldout_figures(model, tokenizer, heldout, addition)
-        row = {"epoch": epoch, "loss": loss, **{f"heldout/{k}": v for k, v in figures.items()}, "time": time.time() - t_fit}
-        rows.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        metrics.log({"step": epoch, "epoch": epoch, "loss": loss, **{f"heldout/{k}": v for k, v in figures.items()}, "time": time.time() - t_fit})
         tmp = checkpoint.begin(run_dir / "checkpoints", epoch)
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
@@ -269,6 +270,8 @@ def run_prm(cfg: Config, resume: str | None = None) -> dict:
 
         model, tokenizer = AutoModelForTokenClassification.from_pretrained(start_from).eval(), AutoTokenizer.from_pretrained(start_from)
     prm_s = time.time() - t_fit
+    rows = list(metrics.rows)
+    metrics.close()
     _save_model(model, tokenizer, run_dir / "prm", {"step_delimiter": delimiter, "policy": policy, "base": base, "labels": str(labels_dir)})
     final = heldout_figures(model, tokenizer, heldout, addition)
     del model
