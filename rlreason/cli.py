@@ -145,6 +145,12 @@ def _prm(args) -> int:
              ("search with it", f"rlreason eval {report['policy']['path']} --dataset addition --search weighted:prm:{report['prm']} "
                                 f"beam:prm:{report['prm']} --budget 4 16" if report["delimiter"] == ";" else
                                 f"rlreason eval {report['policy']['path']} --dataset DATASET --search weighted:prm:{report['prm']} --budget 4 16")]
+    if report.get("search"):
+        from rlreason.search import format_search
+
+        for name, found in report["search"].items():
+            say(f"search with the {name}, {found['n_problems']} problems ({found['out']}/search.png):")
+            say(format_search(found))
     say("done.")
     for k, v in rows:
         say(f"  {k:<16} {v}")

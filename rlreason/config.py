@@ -459,10 +459,19 @@ class PRMConfig:
     revision_batch_size: int = 64
     revision_lr: float = 1.0e-3
     revision_max_previous: int = 4  # earlier attempts shown at most (Snell et al.: 4)
+    # then compare the search strategies with them at these budgets ([]: no comparison; rlreason.search)
+    compare_budgets: list[int] = field(default_factory=list)
+    compare_problems: int = 500  # held-out problems of the comparison (eval.datasets[0], or the addition task's)
+    compare_beam_width: int = 4
 
     def check(self) -> None:
         _positive("prm", self, "problems", "heldout_problems", "samples", "rollouts", "epochs", "lr", "batch_size",
-                  "revision_steps", "revision_batch_size", "revision_lr", "revision_max_previous")
+                  "revision_steps", "revision_batch_size", "revision_lr", "revision_max_previous", "compare_problems", "compare_beam_width")
+        for i, b in enumerate(self.compare_budgets):
+            check_range(f"key 'prm.compare_budgets[{i}]'", b, low_open=True)
+            if b % self.compare_beam_width or b % 4:  # beam search and DVTS keep b/width; revisions run b/4 chains of 4
+                raise ConfigError(f"key 'prm.compare_budgets': {b} is not a multiple of prm.compare_beam_width={self.compare_beam_width} "
+                                  "and of 4 (the revision chains)")
 
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")

@@ -499,12 +499,15 @@ def _sample(es: EvalSet, model_path: str, max_len: int, s: EvalSettings, timing:
     t1 = time.time()
     log.info("engine ready in %.0f s; sampling %d problems x %d", t1 - t0, len(es.prompts), s.n)
     groups, tokens = [None] * len(es.prompts), 0
-    with Progress(len(es.prompts), "eval", unit="problem") as bar:
-        for done in engine.generate_stream(es.prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed):
-            for i, group in done:
-                groups[i] = group
-                tokens += sum(len(smp.completion_ids) for smp in group)
-            bar.update(len(done), tok_s=round(tokens / max(time.time() - t1, 1e-9)))
+    try:
+        with Progress(len(es.prompts), "eval", unit="problem") as bar:
+            for done in engine.generate_stream(es.prompts, s.n, s.temperature, s.top_p, s.max_tokens, s.seed):
+                for i, group in done:
+                    groups[i] = group
+                    tokens += sum(len(smp.completion_ids) for smp in group)
+                bar.update(len(done), tok_s=round(tokens / max(time.time() - t1, 1e-9)))
+    finally:
+        engine.shutdown()  # now, not when collected (VLLMEngine.shutdown)
     timing["engine_start_s"], timing["generate_s"] = t1 - t0, time.time() - t1
     return groups
 

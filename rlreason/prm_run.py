@@ -114,6 +114,7 @@ def make_labels(cfg: Config, inputs, policy: str, folder: Path, delimiter: str) 
         if report.no_steps:
             log.warning("%s: %d of %d completions have no step delimiter %r: not labelled", name, report.no_steps, len(problems) * p.samples, delimiter)
         t0 = time.time()
+    engine.shutdown()  # before any later engine of this process starts (VLLMEngine.shutdown)
     del engine
     gc.collect()
     checkpoint.write_text(folder / "labels.json", json.dumps(info, indent=1))
@@ -197,6 +198,30 @@ def train_revision_model(cfg: Config, policy: str, labels, out: Path) -> dict:
     gc.collect()
     return {"path": str(out), "pairs": len(pairs), "revisions": n_revisions, "loss_first": summary["warm_start/loss_first"],
             "loss_last": summary["warm_start/loss_last"], "train_s": time.time() - t0}
+
+
+def compare(cfg: Config, policy: str, run_dir: Path, orm: bool, revision: dict | None) -> dict:
+    """The search strategies with this run's verifiers at prm.compare_budgets (rlreason.search):
+    the policy's into search/, the revision model's into search_revision/ (each resumable).
+    Returns each one's search.json content."""
+    from rlreason.evaluate import EvalSettings
+    from rlreason.search import run_search
+
+    p, ro = cfg.prm, cfg.rollout
+    dataset = cfg.eval.datasets[0] if cfg.eval.datasets else "addition" if cfg.task.name == "addition" else None
+    if dataset is None:
+        raise ConfigError("key 'prm.compare_budgets': the comparison runs on eval.datasets[0] (or the addition task's held-out set); set eval.datasets")
+    prm = f"prm:{run_dir / 'prm'}"
+    common = dict(dataset=dataset, limit=p.compare_problems, temperature=ro.temperature, top_p=ro.top_p, max_tokens=ro.max_tokens,
+                  max_model_len=ro.max_model_len, seed=cfg.seed, dtype=cfg.engine_dtype, kv_cache_gib=ro.kv_cache_gib,
+                  threads=cfg.ray.threads, budgets=p.compare_budgets, beam_width=p.compare_beam_width, template=cfg.eval.template or None)
+    strategies = ["majority", *([f"best_of_n:rm:{run_dir / 'orm'}"] if orm else []), f"best_of_n:{prm}", f"weighted:{prm}",
+                  f"beam:{prm}", f"dvts:{prm}", "best_of_n:verifier"]
+    out = {"policy": run_search(EvalSettings(model=policy, search=strategies, out=str(run_dir / "search"), **common))}
+    if revision:
+        out["revision"] = run_search(EvalSettings(model=revision["path"], search=[f"revise:{prm}", "revise:verifier"], chain=4,
+                                                  out=str(run_dir / "search_revision"), **common))
+    return out
 
 
 def run_prm(cfg: Config, resume: str | None = None) -> dict:
@@ -289,7 +314,9 @@ def run_prm(cfg: Config, resume: str | None = None) -> dict:
         orm = {"path": str(run_dir / "orm"), "losses": olosses, "train_s": time.time() - t0,
                "heldout_auc_vs_verdicts": auc(scores, [lab.reward > 0 for lab in heldout])}
     revision = train_revision_model(cfg, policy, train, run_dir / "revision") if p.revisions else None
+    search = compare(cfg, policy, run_dir, orm is not None, revision) if p.compare_budgets else None
     report = {
+        "search": search,
         "run_dir": str(run_dir), "policy": policy_info | {"path": policy}, "delimiter": delimiter, "labels": label_info,
         "label_noise": {"train": label_noise(train), "heldout": label_noise(heldout)} if addition else None,
         "continuations_per_label": p.rollouts, "epochs": rows, "heldout": final, "prm": str(run_dir / "prm"), "orm": orm, "revision": revision,

@@ -35,6 +35,7 @@ and majority read none that count).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -434,6 +435,16 @@ def _scorer(spec: str, es):
     return score, model if spec.startswith("prm:") else None
 
 
+@contextlib.contextmanager
+def _shut(engine):
+    """Shut the engine down at the end, whatever happens (rlreason.rollout.vllm_engine.VLLMEngine.shutdown)."""
+    try:
+        yield
+    finally:
+        if engine is not None:
+            engine.shutdown()
+
+
 def run_search(s) -> dict:
     """Every strategy of s.search at every budget of s.budgets on the data set; rows per problem
     in search.jsonl (appended chunk by chunk: a rerun into the same --out skips what is there),
@@ -483,7 +494,8 @@ def run_search(s) -> dict:
     ids = [p.meta["id"] for p in es.problems]
     sampled = [st for st in strategies if st.name in SAMPLED]
     tree = [st for st in strategies if st.name in (*TREE, "revise")]
-    prm_spec = next((x for x in scorer_specs if x.startswith("prm:")), None)
+    # the difficulty probe of the allocation: a PRM, and a sampling strategy for the reference
+    prm_spec = next((x for x in scorer_specs if x.startswith("prm:")), None) if sampled else None
     n_sample = max([max(budgets)] * bool(sampled) + [s.difficulty_samples] * bool(prm_spec), default=0)
     chunks = [range(i, min(i + CHUNK, len(ids))) for i in range(0, len(ids), CHUNK)]
     loaded = {}
@@ -508,15 +520,17 @@ def run_search(s) -> dict:
     timing_rows = [{"part": "engine_start", "s": time.time() - t_engine}] if engine else []
     vote = bool(es.spec.extractor)
     total = sum(len(c) for c in todo_sampled) + sum(len(c) for _, _, c in todo_tree)
-    with Progress(total, "search", unit="problem") as bar:
+    with Progress(total, "search", unit="problem") as bar, _shut(engine):
         for c in todo_sampled:
             t0 = time.time()
             prompts = [es.prompts[i] for i in c]
             groups = engine.generate(prompts, n_sample, s.temperature, s.top_p, s.max_tokens, s.seed + c.start * n_sample)
             t_gen = time.time() - t0
             flat = [(i, smp) for i, g in zip(c, groups) for smp in g]
+            t1 = time.time()
             rewards = score_samples(es, flat).values
-            new_timing = [{"part": "sample", "s": t_gen, "problems": len(c), "samples": len(flat)}]
+            new_timing = [{"part": "sample", "s": t_gen, "problems": len(c), "samples": len(flat)},
+                          {"part": "judge", "s": time.time() - t1, "samples": len(flat)}]
             texts, row_prompts = [smp.text for _, smp in flat], [es.prompts[i] for i, _ in flat]
             scores, reads = {}, {}
             for spec_ in scorer_specs if sampled else []:

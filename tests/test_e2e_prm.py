@@ -1,5 +1,6 @@
-"""`rlreason prm RECIPE`: a short real run (the warm start in this process, vLLM labels, a PRM
-and an outcome RM trained and saved), then what a rerun does: refused without --resume, nothing
+"""`rlreason prm RECIPE`: a short real run (the warm start in this process, vLLM labels, a PRM,
+an outcome RM and a revision model trained and saved, the search strategies compared with
+them), then what a rerun does: refused without --resume, nothing
 to do when finished, and from a killed epoch it goes on from the last complete checkpoint with
 the labels it had, to the same losses."""
 
@@ -21,10 +22,10 @@ def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline,
     run_dir = tmp_path / "prm_run"
     args = ["prm", "recipes/addition_prm.yaml", f"model.cache_dir={tiny_model_dir[1].cache_dir}", f"run_dir={run_dir}",
             "warm_start.steps=20", "eval.size=4", "prm.problems=6", "prm.heldout_problems=4", "prm.samples=2", "prm.rollouts=2",
-            "prm.epochs=2", "prm.delimiter=+", "prm.revision_steps=3", "rollout.max_tokens=24", "rollout.kv_cache_gib=1", "checkpoint.keep_last=0"]
+            "prm.epochs=2", "prm.revision_steps=3", "prm.compare_budgets=[4]", "prm.compare_problems=4", "rollout.max_tokens=24", "rollout.kv_cache_gib=1", "checkpoint.keep_last=0"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "held-out steps" in out and f"{run_dir / 'prm'} (step delimiter '+')" in out and "outcome RM" in out
+    assert "held-out steps" in out and f"{run_dir / 'prm'} (step delimiter ';')" in out and "outcome RM" in out
     report = json.loads((run_dir / "prm_report.json").read_text())
     labels = report["labels"]
     assert labels["train"]["completions"] == 12 and labels["heldout"]["completions"] == 8
@@ -33,8 +34,12 @@ def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline,
     assert labels["train"]["continuations"] == sum(2 * (len(lab["steps"]) - 1) for lab in train)  # 2 a label, none for the answer
     assert report["policy"]["policy"] == "warm_start" and report["policy"]["cached"] is False
     assert os.path.isdir(report["policy"]["path"]) and "warm_start" in report["policy"]["path"]  # it went into the cache
-    assert json.loads((run_dir / "prm" / "prm.json").read_text())["step_delimiter"] == "+"
+    assert json.loads((run_dir / "prm" / "prm.json").read_text())["step_delimiter"] == ";"
     assert (run_dir / "orm" / "config.json").is_file()
+    # the comparison: every strategy at budget 4 with these verifiers, then the revision model's
+    assert set(report["search"]) == {"policy", "revision"} and "search with the policy, 4 problems" in out
+    assert {lab.split(":")[0] for lab in report["search"]["policy"]["summary"]} == {"majority", "best_of_n", "weighted", "beam", "dvts"}
+    assert (run_dir / "search" / "search.png").is_file() and (run_dir / "search_revision" / "search.jsonl").is_file()
     assert json.loads((run_dir / "revision" / "revision.json").read_text())["separator"] == "|" and report["revision"]["pairs"] >= len(train)  # each sample a first attempt, and the revisions
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all("heldout/auc_vs_labels" in r for r in rows)

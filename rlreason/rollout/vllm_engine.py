@@ -143,6 +143,13 @@ class VLLMEngine:
             if finished:
                 yield [(index[out.request_id], group) for out, group in zip(finished, self._groups(finished))]
 
+    def shutdown(self) -> None:
+        """Stop the engine now. An in-process engine's shutdown tears down vLLM's process-wide
+        parallel state: left to the garbage collector, it can run while a later engine of the
+        same process is sampling, and break it ("pipeline model parallel group is not
+        initialized"). Idempotent."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def load_weights(self, weights: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int) -> int:
         """Load `weights` (a state dict, or (name, tensor) pairs: e.g. buckets fetched one at a
         time) and serve them as policy `version`."""
