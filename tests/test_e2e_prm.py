@@ -9,22 +9,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from rlreason import checkpoint
-from rlreason.cli import main
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline, capsys):
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    """The command in a process of its own: its in-process vLLM engine replaces
+    torch.set_num_threads for the rest of the process, which later tests rely on."""
+    return subprocess.run([sys.executable, "-m", "rlreason.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline):
     run_dir = tmp_path / "prm_run"
     args = ["prm", "recipes/addition_prm.yaml", f"model.cache_dir={tiny_model_dir[1].cache_dir}", f"run_dir={run_dir}",
-            "warm_start.steps=20", "eval.size=4", "prm.problems=6", "prm.heldout_problems=4", "prm.samples=2", "prm.rollouts=2",
+            "warm_start.steps=19", "eval.size=4", "prm.problems=6", "prm.heldout_problems=4", "prm.samples=2", "prm.rollouts=2",
             "prm.epochs=2", "prm.revision_steps=3", "prm.compare_budgets=[4]", "prm.compare_problems=4", "rollout.max_tokens=24", "rollout.kv_cache_gib=1", "checkpoint.keep_last=0"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
     assert "held-out steps" in out and f"{run_dir / 'prm'} (step delimiter ';')" in out and "outcome RM" in out
     report = json.loads((run_dir / "prm_report.json").read_text())
     labels = report["labels"]
@@ -45,10 +55,10 @@ def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline,
     assert [r["epoch"] for r in rows] == [1, 2] and all("heldout/auc_vs_labels" in r for r in rows)
     assert [checkpoint.checkpoint_step(p) for p in checkpoint.complete_checkpoints(run_dir / "checkpoints")] == [1, 2]
 
-    assert main(args) == 2  # a second run into the same directory
-    assert "already holds a PRM run; continue it with --resume auto" in capsys.readouterr().err
-    assert main(args + ["--resume", "auto"]) == 0
-    assert "already finished" in capsys.readouterr().out
+    proc = run_cli(args)  # a second run into the same directory
+    assert proc.returncode == 2 and "already holds a PRM run; continue it with --resume auto" in proc.stderr
+    proc = run_cli(args + ["--resume", "auto"])
+    assert proc.returncode == 0 and "already finished" in proc.stdout
 
     # killed during epoch 2: its checkpoint and everything after it are not there
     labels_mtime = (run_dir / "labels" / "train.jsonl").stat().st_mtime_ns
@@ -56,8 +66,8 @@ def test_prm_command_trains_saves_and_resumes(tmp_path, tiny_model_dir, offline,
     for name in ("prm_report.json",):
         (run_dir / name).unlink()
     shutil.rmtree(run_dir / "prm")
-    assert main(args + ["--resume", "auto"]) == 0
-    capsys.readouterr()
+    proc = run_cli(args + ["--resume", "auto"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
     again = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in again] == [1, 2]
     assert again[1]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)  # epoch 2 again, from epoch 1's weights and optimizer

@@ -124,7 +124,7 @@ def test_a_prm_learns_step_labels(tiny_model_dir):
     right, dropped = split_steps(RIGHT, ";"), split_steps(DROPPED, ";")
     labels = [StepLabels("347+586>", "933", RIGHT, right, [1.0] * 4, [1.0] * 4, 1.0, 12),
               StepLabels("347+586>", "933", DROPPED, dropped, [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], 0.0, 12)] * 16
-    model, tok, losses = train_prm(str(tiny_model_dir[0]), labels, epochs=4, lr=3e-3, batch_size=8)
+    model, tok, losses = train_prm(str(tiny_model_dir[0]), labels, epochs=8, lr=3e-3, batch_size=8)
     assert losses[-1] < losses[0]
     scores = prm_step_scores(model, tok, ["347+586>"] * 2, [right, dropped])
     truth = addition_steps_correct("347+586>", right) + addition_steps_correct("347+586>", dropped)

@@ -176,12 +176,15 @@ def test_summary_and_compute_optimal_allocation_by_hand():
 
 @pytest.mark.slow
 def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path, tiny_model_dir, offline):
-    """Every strategy through vLLM on 6 addition problems with an (untrained) PRM; each row is
-    there once with its compute; killed after the sampling strategies (their rows only), a rerun
-    into the same --out adds the tree searches' rows and keeps the others; other settings into
-    that --out are refused, naming the key."""
-    from rlreason.evaluate import EvalSettings
-    from rlreason.search import run_search
+    """Every strategy through vLLM (`rlreason eval --search`, in a process of its own: an
+    in-process vLLM engine replaces torch.set_num_threads for the rest of the process) on 6
+    addition problems with an (untrained) PRM; each row is there once with its compute; killed
+    after the sampling strategies (their rows only), a rerun into the same --out adds the tree
+    searches' rows and keeps the others; other settings into that --out are refused, naming the key."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
     from rlreason.prm import train_prm
 
     model, tok, _ = train_prm(str(tiny_model_dir[0]), [], epochs=0)
@@ -190,12 +193,18 @@ def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path,
     tok.save_pretrained(prm)
     (prm / "prm.json").write_text(json.dumps({"step_delimiter": ";"}))
     out = tmp_path / "search"
-    settings = dict(model="tiny", dataset="addition", limit=6, temperature=1.0, max_tokens=24, max_model_len=128, out=str(out),
-                    search=["majority", f"weighted:prm:{prm}", f"beam:prm:{prm}", f"dvts:prm:{prm}", "best_of_n:verifier"],
-                    budgets=[2, 4], beam_width=2, step_tokens=12)
-    report = run_search(EvalSettings(**settings))
-    rows = [json.loads(x) for x in (out / "search.jsonl").read_text().splitlines()]
     labels = ["majority", f"weighted:prm:{prm}", f"beam:prm:{prm}", f"dvts:prm:{prm}", "best_of_n:verifier"]
+    args = ["eval", "tiny", "--dataset", "addition", "--limit", "6", "--temperature", "1.0", "--max-tokens", "24", "--max-model-len", "128",
+            "--out", str(out), "--search", *labels, "--budget", "2", "4", "--beam-width", "2", "--step-tokens", "12"]
+
+    def run(extra=()):
+        return subprocess.run([sys.executable, "-m", "rlreason.cli", *args, *extra], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=600)
+
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "search.json").read_text())
+    rows = [json.loads(x) for x in (out / "search.jsonl").read_text().splitlines()]
     assert sorted((r["strategy"], r["budget"]) for r in rows) == sorted((s, b) for s in labels for b in (2, 4) for _ in range(6))
     assert all(r["generated_tokens"] > 0 for r in rows)
     assert all(r["scorer_tokens"] > 0 for r in rows if "prm:" in r["strategy"])
@@ -209,10 +218,11 @@ def test_eval_search_on_the_real_engine_and_a_rerun_skips_what_is_done(tmp_path,
 
     kept = [r for r in rows if r["strategy"] in ("majority", f"weighted:prm:{prm}", "best_of_n:verifier")]
     (out / "search.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"strategy": "beam:prm')  # a cut last line
-    run_search(EvalSettings(**settings))
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-3000:]
     again = [json.loads(x) for x in (out / "search.jsonl").read_text().splitlines()[len(kept) + 1 :]]
     assert (out / "search.jsonl").read_text().splitlines()[: len(kept)] == [json.dumps(r) for r in kept]
     assert sorted((r["strategy"], r["budget"], r["id"]) for r in again) == sorted(
         (r["strategy"], r["budget"], r["id"]) for r in rows if r["strategy"].startswith(("beam", "dvts")))
-    with pytest.raises(ConfigError, match="temperature: 1.0 there, 0.5 now"):
-        run_search(EvalSettings(**settings | {"temperature": 0.5}))
+    proc = run(["--temperature", "0.5"])
+    assert proc.returncode == 2 and "temperature: 1.0 there, 0.5 now" in proc.stderr
