@@ -156,6 +156,22 @@ def _device():
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _bce_epoch(opt, batches, forward) -> float:
+    """One epoch of binary cross-entropy on logits: forward(batch) -> (logits, targets), an
+    optimizer step a batch. Returns the mean loss per target."""
+    import torch
+
+    total, n = 0.0, 0
+    for batch in batches:
+        logits, target = forward(batch)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total, n = total + loss.item() * len(target), n + len(target)
+    return total / max(n, 1)
+
+
 def _batches(rows: list, size: int, rng: random.Random):
     order = list(range(len(rows)))
     rng.shuffle(order)
@@ -204,18 +220,13 @@ def train_prm(base: str, labels: list[StepLabels], epochs: int = 2, lr: float = 
 
         set_rng_state(rng_state)
     losses = []
+    def forward(batch):
+        logits = _logits_at(model, [(ids, pos) for ids, pos, _ in batch], pad_id)
+        return logits, torch.tensor([t for _, _, soft in batch for t in soft], device=logits.device)
+
     for epoch in range(start_epoch + 1, epochs + 1):
         model.train()
-        total, n = 0.0, 0
-        for batch in _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")):
-            logits = _logits_at(model, [(ids, pos) for ids, pos, _ in batch], pad_id)
-            target = torch.tensor([t for _, _, soft in batch for t in soft], device=logits.device)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(target), n + len(target)
-        losses.append(total / max(n, 1))
+        losses.append(_bce_epoch(opt, _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")), forward))
         model.eval()
         if on_epoch is not None:
             on_epoch(epoch, model, tokenizer, opt, losses[-1])
@@ -241,18 +252,13 @@ def train_orm(base: str, rows: list[tuple[str, str, bool]], epochs: int = 2, lr:
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     losses = []
     model.train()
+    def forward(batch):
+        enc = tokenizer([p + c for p, c, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        logits = model(**enc).logits[:, 0].float()
+        return logits, torch.tensor([float(ok) for _, _, ok in batch], device=logits.device)
+
     for epoch in range(1, epochs + 1):
-        total, n = 0.0, 0
-        for batch in _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")):
-            enc = tokenizer([p + c for p, c, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            logits = model(**enc).logits[:, 0].float()
-            target = torch.tensor([float(ok) for _, _, ok in batch], device=logits.device)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(batch), n + len(batch)
-        losses.append(total / max(n, 1))
+        losses.append(_bce_epoch(opt, _batches(rows, batch_size, random.Random(f"{seed}-{epoch}")), forward))
     model.eval()
     return model, tokenizer, losses
 
