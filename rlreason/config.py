@@ -178,6 +178,17 @@ class TaskConfig:
     seed: int = HELDOUT_SEED  # 1234
     train_size: int = 0  # 0 = an endless stream of fresh problems; N = a fixed pool of N, reshuffled each epoch
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    # What a training sample is scored against: 'gold' (the problem's answer) or 'majority' (no
+    # verifier label: each group's own majority answer, when at least majority_min of the group's
+    # samples give it; a group without one scores 0). Evaluation always uses the gold.
+    labels: str = "gold"
+    majority_min: float = 0.5
+
+    def extractor(self) -> str:
+        """How a completion's answer is read for the majority label (math_reward's EXTRACTORS); '' = none."""
+        if self.name == "addition":
+            return "last_boxed"
+        return _training_spec(self).extractor if self.name == "dataset" else ""
 
     def check(self) -> None:
         """A known task; for task.name=dataset, a source, a known template and extraction (the
@@ -186,6 +197,11 @@ class TaskConfig:
         _positive("task", self, "digits", "heldout_size")
         _non_negative("task", self, "train_size", "seed")
         self.curriculum.check()
+        _choose(self.labels in ("gold", "majority"), "task.labels", self.labels, ["gold", "majority"])
+        _each("task", self, ("majority_min",), low_open=True, high=1)
+        if self.labels == "majority" and not self.extractor():
+            raise ConfigError(f"key 'task.labels': majority labels need an answer to vote on; task {self.name} "
+                              f"{'(' + _training_spec(self).label + ') ' if self.name == 'dataset' else ''}has no answer extractor")
         if self.curriculum.enabled:
             if self.name == "functions":
                 raise ConfigError("key 'task.curriculum.enabled': task functions has no difficulty; use addition, or a data set with task.dataset.difficulty")
@@ -257,11 +273,19 @@ class RolloutConfig:
     # batch is up to N policy versions old (metrics async/policy_lag_*). 0 = synchronous.
     # Needs algo.tis_cap, which reweights the stale samples to the current policy.
     max_staleness: int = 0
+    # Samples where they teach: each prompt first gets `probe` samples; only a prompt whose probe
+    # is scored unevenly (neither all right nor all wrong) gets the other group_size - probe.
+    # The others stop there and are refilled with new prompts, as algo.group_filter=mixed does
+    # (which this needs). 0 = off: every prompt gets group_size samples.
+    probe: int = 0
 
     def check(self) -> None:
         _choose(self.dtype in ("", *DTYPES), "rollout.dtype", self.dtype, ["''", *DTYPES])
         _positive("rollout", self, "group_size", "prompts_per_step", "max_tokens", "max_model_len", "temperature", "kv_cache_gib")
-        _non_negative("rollout", self, "max_staleness", "seed")
+        _non_negative("rollout", self, "max_staleness", "seed", "probe")
+        if self.probe:
+            if not 2 <= self.probe < self.group_size:  # one sample is never mixed; group_size is no probe
+                raise ConfigError(f"key 'rollout.probe': must be 0 (off) or in [2, rollout.group_size={self.group_size}), got {self.probe}")
         _each("rollout", self, ("top_p",), high=1, low_open=True)
         if self.max_tokens >= self.max_model_len:
             raise ConfigError(f"key 'rollout.max_tokens': {self.max_tokens} leaves no room for a prompt in rollout.max_model_len={self.max_model_len}")
@@ -556,6 +580,9 @@ class Config:
     run_dir: str = "runs/{name}"
     seed: int = 0
     steps: int = 60
+    # > 0: also stop after the first step that ends past this many minutes of RL (the warm start
+    # and start-up not counted; a resumed run counts every session's steps), as a finished run does
+    max_minutes: float = 0.0
     # a name in rlreason.rewards.REWARDS, 'package.module:function', or a weighted sum 'math + 0.1*think_format'
     reward: str = "math"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -703,6 +730,7 @@ def validate(cfg: Config) -> None:
     check() (every section that has one, once), then the checks across sections."""
     check_range("key 'steps'", cfg.steps, low_open=True)
     check_range("key 'seed'", cfg.seed)
+    check_range("key 'max_minutes'", cfg.max_minutes)
     check_reward("reward", cfg.reward)
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
@@ -752,6 +780,9 @@ def _validate_across(cfg: Config) -> None:
                           f"model.tiny.max_position_embeddings={cfg.model.tiny.max_position_embeddings}")
     if cfg.eval.size > cfg.task.heldout_size:
         raise ConfigError(f"key 'eval.size': {cfg.eval.size} exceeds task.heldout_size={cfg.task.heldout_size}")
+    if cfg.rollout.probe and cfg.algo.group_filter != "mixed":
+        raise ConfigError(f"key 'rollout.probe': a probe keeps only the prompts it finds mixed; set algo.group_filter=mixed "
+                          f"(and algo.max_sampling_rounds > 1 to refill), got algo.group_filter={cfg.algo.group_filter!r}")
     if cfg.rollout.max_staleness > 0 and cfg.algo.tis_cap is None:
         raise ConfigError("key 'rollout.max_staleness': async mode samples with an older policy; set algo.tis_cap (e.g. 2.0) to correct for it")
 

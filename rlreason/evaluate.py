@@ -75,6 +75,15 @@ def majority(answers: list[str | None]) -> int | None:
     return next(i for i, a in enumerate(answers) if a is not None and counts[a] == best)
 
 
+def majority_label(answers: list[str | None], min_share: float) -> str | None:
+    """The answer at least `min_share` of all the samples give (the most common one; ties to the
+    first seen), or None: a group's own label when no verifier says what is right."""
+    i = majority(answers)
+    if i is None or answers.count(answers[i]) < min_share * len(answers):
+        return None
+    return answers[i]
+
+
 def maj_at_k(answers: list[str | None], correct: list[bool], k: int) -> float:
     """1.0 when the majority answer of the first k samples is correct, else 0.0."""
     i = majority(answers[:k])

@@ -26,12 +26,12 @@ from rlreason.config import Config, ConfigError, dumps
 from rlreason.data.curriculum import CurriculumStream, Mixture
 from rlreason.data.dataset_task import build_task
 from rlreason.data.stream import PromptStream, demonstrations, heldout_problems
-from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets
+from rlreason.evaluate import EvalSet, greedy_accuracy, load_eval_sets, majority_label, vote_answer
 from rlreason.learner.batch import make_batch
 from rlreason.metrics import MetricsLogger, plot, plot_curriculum, read_metrics
 from rlreason.progress import Progress
 from rlreason.rewards import RewardError, ScoringPool, Scores, resolve_reward, reward_names, score_parallel
-from rlreason.rewards.math_reward import math_reward_stats
+from rlreason.rewards.math_reward import math_reward_stats, normalize
 from rlreason.sync import WeightSync
 from rlreason.trackers import open_trackers
 from rlreason.types import Problem, Sample
@@ -53,36 +53,81 @@ def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[l
     return torch.tensor(scores.values).view(shape), torch.tensor([e is not None for e in scores.errors]).view(shape), failed
 
 
-def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], n, temperature, top_p, max_tokens, seed):
-    """Sample G completions per problem and score them: (groups, (rewards, failed, why) as
-    score_groups returns them, seconds until the last group was sampled). With an engine that
-    streams (generate_stream), each group is scored as soon as it is sampled, while the rest
-    are still generating."""
-    t0, prompts = time.time(), [p.prompt for p in problems]
+def group_label(cfg: Config, problem: Problem, group: list[Sample]) -> str | None:
+    """What a group's samples are scored against: the problem's gold answer; with
+    task.labels=majority, the answer at least task.majority_min of the group's own samples give
+    (no verifier label), or None when none does (the group then scores 0)."""
+    if cfg.task.labels == "gold":
+        return problem.answer
+    return majority_label([vote_answer(s.text, cfg.task.extractor()) for s in group], cfg.task.majority_min)
+
+
+def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], n, temperature, top_p, max_tokens, seed, labels=None):
+    """Sample n completions per problem and score them against each group's label (group_label,
+    or `labels` when given): (groups, (rewards, failed, why) as score_groups returns them, seconds
+    until the last group was sampled, the labels). With an engine that streams (generate_stream),
+    each group is scored as soon as it is sampled, while the rest are still generating."""
+    t0, prompts, args = time.time(), [p.prompt for p in problems], (n, temperature, top_p, max_tokens, seed)
     stream = getattr(engine, "generate_stream", None)
-    if stream is None:
-        groups = engine.generate(prompts, n, temperature, top_p, max_tokens, seed)
-        generate_s = time.time() - t0
-        return groups, score_groups(cfg, reward_fn, problems, groups), generate_s
+    # an engine that does not stream: one chunk, the whole batch
+    chunks = stream(prompts, *args) if stream else [list(enumerate(engine.generate(prompts, *args)))]
     pool, groups = ScoringPool(reward_fn, cfg.scoring.workers), [None] * len(problems)
-    for chunk in stream(prompts, n, temperature, top_p, max_tokens, seed):
+    labels = list(labels) if labels is not None else [None] * len(problems)
+    fixed = [x is not None for x in labels]
+    for chunk in chunks:
         for i, group in chunk:
             groups[i] = group
-            for j, s in enumerate(group):
-                pool.submit((i, j), problems[i].prompt, s.text, problems[i].answer)
+            if not fixed[i]:
+                labels[i] = group_label(cfg, problems[i], group)
+            if labels[i] is not None:
+                for j, s in enumerate(group):
+                    pool.submit((i, j), problems[i].prompt, s.text, labels[i])
     generate_s = time.time() - t0
-    scores = pool.scores([(i, j) for i, g in enumerate(groups) for j in range(len(g))])
-    return groups, score_groups(cfg, reward_fn, problems, groups, scores), generate_s
+    keys = [(i, j) for i, g in enumerate(groups) for j in range(len(g))]
+    scored = pool.scores([k for k in keys if labels[k[0]] is not None])
+    values, errors = iter(scored.values), iter(scored.errors)
+    rows = [(next(values), next(errors)) if labels[i] is not None else (0.0, None) for i, _ in keys]  # no label: 0, not a failure
+    scores = Scores([v for v, _ in rows], [e for _, e in rows])
+    return groups, score_groups(cfg, reward_fn, problems, groups, scores), generate_s, labels
+
+
+def sample_groups(cfg: Config, engine, reward_fn, problems: list[Problem], seed: int):
+    """generate_and_score with rollout.group_size samples a problem. With rollout.probe = k, each
+    problem gets k first; only those whose k are scored unevenly get the other group_size - k
+    (seeds after the probe's; scored against the probe's labels). Returns (the problems with whole
+    groups, their groups, (rewards, failed, why), seconds of generation, their labels, and the
+    probe-only groups as (problem, group, rewards, label))."""
+    ro = cfg.rollout
+    args = (ro.temperature, ro.top_p, ro.max_tokens)
+    if not ro.probe:
+        groups, scored, generate_s, labels = generate_and_score(cfg, engine, reward_fn, problems, ro.group_size, *args, seed)
+        return problems, groups, scored, generate_s, labels, []
+    groups, (r, failed, why), generate_s, labels = generate_and_score(cfg, engine, reward_fn, problems, ro.probe, *args, seed)
+    more = keep_mixed(r) & ~failed.any(1)
+    rows = list(zip(problems, groups, r.tolist(), labels, more.tolist(), strict=True))
+    probed = [(p, g, row, lab) for p, g, row, lab, m in rows if not m]
+    kept = [(p, g, lab) for p, g, _, lab, m in rows if m]
+    if not kept:
+        return [], [], (torch.zeros(0, ro.group_size), torch.zeros(0, ro.group_size, dtype=torch.bool), why), generate_s, [], probed
+    extra, (r2, failed2, why2), generate2_s, _ = generate_and_score(
+        cfg, engine, reward_fn, [p for p, _, _ in kept], ro.group_size - ro.probe, *args, seed + len(problems) * ro.probe,
+        labels=[lab for _, _, lab in kept],
+    )
+    groups = [g + e for (_, g, _), e in zip(kept, extra, strict=True)]
+    scored = (torch.cat([r[more], r2], 1), torch.cat([failed[more], failed2], 1), why + why2)
+    return [p for p, _, _ in kept], groups, scored, generate_s + generate2_s, [lab for _, _, lab in kept], probed
 
 
 def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: int):
     """Sample P prompts x G completions and score them (reward + overlong shaping). Groups the
     config's group filter rejects, and groups with a sample whose reward failed, are dropped and
     refilled with new prompts, for up to algo.max_sampling_rounds rounds (DAPO dynamic sampling
-    with 'mixed'). Returns (problems, groups, rewards (P', G), info), P' <= P, info = {'rounds',
-    'reward_errors'}. If no group passes, the last round is kept whole, failed groups zeroed: their
-    advantages are then zero, so the update changes nothing but its KL/entropy terms. More than
-    scoring.max_error_frac failed samples raise RewardError naming one."""
+    with 'mixed'; rollout.probe first samples a few of each, sample_groups). Returns (problems,
+    groups, rewards (P', G), info), P' <= P, info = {'rounds', 'reward_errors', ..., 'record': the
+    step's sampling metrics}. If no group passes, the last round is kept whole, failed groups
+    zeroed (with a probe: its groups, zeroed): their advantages are then zero, so the update
+    changes nothing but its KL/entropy terms. More than scoring.max_error_frac failed samples
+    raise RewardError naming one."""
     ro, algo, P = cfg.rollout, cfg.algo, cfg.rollout.prompts_per_step
     keep_fn = GROUP_FILTERS[algo.group_filter]
     problems: list[Problem] = []
@@ -90,43 +135,54 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
     rewards: list[torch.Tensor] = []
     n_scored, failures = 0, []
     t_generate = t_score = 0.0
-    sampled: list[tuple[Problem, list[float], int]] = []  # every group, kept or not: (problem, rewards, tokens)
+    sampled: list[tuple] = []  # every group, kept or not: (problem, rewards, tokens, label)
+    last_probe: list = []
     for rnd in range(algo.max_sampling_rounds):
         batch_problems = stream.next_batch(P - len(problems))
         # fixed per (step, round): reproducible; P * G seeds per call, one per sample, never reused
         seed = ro.seed + (step * algo.max_sampling_rounds + rnd) * P * ro.group_size
         t0 = time.time()
-        batch_groups, (r, failed, why), generate_s = generate_and_score(
-            cfg, engine, reward_fn, batch_problems, ro.group_size, ro.temperature, ro.top_p, ro.max_tokens, seed
-        )
+        batch_problems, batch_groups, (r, failed, why), generate_s, labels, probed = sample_groups(cfg, engine, reward_fn, batch_problems, seed)
         # scoring that overlapped a streamed generation is not counted again
         t_generate, t_score = t_generate + generate_s, t_score + time.time() - t0 - generate_s
-        lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups])
-        n_scored, failures = n_scored + failed.numel(), failures + why
+        lengths = torch.tensor([[len(s.completion_ids) for s in g] for g in batch_groups], dtype=torch.long).view(len(batch_groups), ro.group_size)
+        n_scored, failures = n_scored + failed.numel() + sum(len(g) for _, g, _, _ in probed), failures + why
         if len(failures) > cfg.scoring.max_error_frac * n_scored:
             raise RewardError(
                 f"step {step}: the reward failed on {len(failures)} of {n_scored} samples "
                 f"(more than scoring.max_error_frac={cfg.scoring.max_error_frac}); first: {failures[0]}"
             )
         r = r + overlong_penalty(lengths, ro.max_tokens, algo.overlong_buffer, algo.overlong_penalty)
-        sampled += [(p, row, n) for p, row, n in zip(batch_problems, r.tolist(), lengths.sum(1).tolist(), strict=True)]
+        sampled += [(p, row, n, lab) for p, row, n, lab in zip(batch_problems, r.tolist(), lengths.sum(1).tolist(), labels, strict=True)]
+        sampled += [(p, row, sum(len(s.completion_ids) for s in g), lab) for p, g, row, lab in probed]
         keep = keep_fn(r) & ~failed.any(1)
         problems += [p for p, k in zip(batch_problems, keep) if k]
         groups += [g for g, k in zip(batch_groups, keep) if k]
         rewards.append(r[keep])
+        last_probe = probed
         if len(problems) == P:
             break
     if failures:
         log.warning("step %d: the reward failed on %d samples (their groups sit out this update); first: %s", step, len(failures), failures[0])
-    if not problems:
+    if not problems and batch_problems:
         r[failed.any(1)] = 0.0
         problems, groups, rewards = batch_problems, batch_groups, [r]
+    elif not problems:  # rollout.probe: every prompt of the last round stopped at its probe; keep those groups
+        problems, groups = [p for p, _, _, _ in last_probe], [g for _, g, _, _ in last_probe]
+        rewards = [torch.tensor([row for _, _, row, _ in last_probe]) * 0.0]
     # a curriculum (rlreason.data.curriculum) reads every sampled group, and may move its frontier
     observe = getattr(stream, "observe", None)
-    curriculum = observe([p for p, _, _ in sampled], [r for _, r, _ in sampled], [n for _, _, n in sampled]) if observe else {}
+    curriculum = observe([x[0] for x in sampled], [x[1] for x in sampled], [x[2] for x in sampled]) if observe else {}
+    record = {"sampling/tokens": sum(x[2] for x in sampled), "sampling/prompts": len(sampled)}  # every round, probes included
+    if ro.probe:
+        record["sampling/probe_stopped"] = sum(len(x[1]) == ro.probe for x in sampled)
+    if cfg.task.labels == "majority":  # no verifier in training; the gold is read here for the record only
+        labelled = [(p, lab) for p, _, _, lab in sampled if lab is not None]
+        record["labels/labelled_frac"] = len(labelled) / len(sampled)
+        record["labels/gold_agree"] = sum(lab == normalize(p.answer) for p, lab in labelled) / max(1, len(labelled))
     return problems, groups, torch.cat(rewards), {
         "rounds": rnd + 1, "reward_errors": len(failures), "epoch": stream.epoch, "generate_s": t_generate, "score_s": t_score,
-        "curriculum": curriculum,
+        "curriculum": curriculum, "record": record,
     }
 
 
@@ -394,6 +450,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
     advantage_fn = ADVANTAGES[cfg.algo.advantage]
     t_checkpoint = 0.0
     timeouts, queue_wait = _math_limits()
+    rl_s = sum(r.get("timing/step", 0.0) for r in metrics.rows if r["step"] >= 1)  # a resumed run's earlier steps
     for step in range(first_step, cfg.steps + 1):
         t0 = time.time()
         _, groups, rewards, info = rollouts.batch(step)  # rewards (P, G); sampled ahead in async mode
@@ -428,6 +485,7 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             "async/policy_lag_max": max(step - 1 - s.version for g in groups for s in g),
             **{k if k in ("loss", "lr") else f"train/{k}": v for k, v in asdict(stats).items()},
             **info["curriculum"],  # the frontier, and pass rate, prompts and tokens per difficulty
+            **info["record"],  # tokens sampled in all (probes included); majority labels' share and agreement
             "timing/rollout": t_rollout - t0,  # waiting for the batch: sampling (all rounds) and scoring, less what ran ahead
             "timing/generate": info["generate_s"],  # the engine's time on this batch (in the background in async mode)
             "timing/score": info["score_s"],
@@ -440,18 +498,25 @@ def _train(cfg: Config, rollouts: Rollouts, learner, sync: WeightSync, run_dir: 
             "policy_version": step,
             "rollout/worker_restarts": getattr(engine, "worker_restarts", 0),  # dead rollout workers replaced so far
         }
-        if step == cfg.steps or (cfg.eval.every and step % cfg.eval.every == 0):
+        # max_minutes: this step ends the run as the last step would
+        out_of_time = bool(cfg.max_minutes) and rl_s + time.time() - t0 >= cfg.max_minutes * 60
+        last = step == cfg.steps or out_of_time
+        if last or (cfg.eval.every and step % cfg.eval.every == 0):
             record.update(evaluate(cfg, engine, inputs, getattr(stream, "frontier", None)))
         record["timing/step"] = time.time() - t0
+        rl_s += record["timing/step"]
         metrics.log(record)
         timeouts, queue_wait = timeouts + record["reward/timeouts"], queue_wait + record["reward/queue_wait_s"]
 
         stop = should_stop(step)
         t_checkpoint = 0.0
-        if step == cfg.steps or stop or (every and step % every == 0):
+        if last or stop or (every and step % every == 0):
             t = time.time()
             save_checkpoint(cfg, run_dir, step, learner, stream, metrics, rollouts.stream_state(step))
             t_checkpoint = time.time() - t
+        if out_of_time and step < cfg.steps:
+            log.info("max_minutes=%g: %.1f minutes of RL after step %d; the run ends here", cfg.max_minutes, rl_s / 60, step)
+            return _result(metrics, run_dir, step, stopped=False)
         if stop and step < cfg.steps:
             return _result(metrics, run_dir, step, stopped=True)
     return _result(metrics, run_dir, cfg.steps, stopped=False)

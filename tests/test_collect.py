@@ -156,3 +156,96 @@ def test_a_push_waits_for_the_generation_in_flight_and_reports_the_wait():
     assert sync.push(version=8).wait_s == 0.0  # nothing in flight: nothing to wait for
     assert inner.loaded[-1][1] == 8
     assert not hasattr(engine, "generate_stream")  # the serialized engine streams only when the engine does
+
+
+class ProbeEngine:
+    """Not vLLM: scripted groups for the probe. A prompt whose first operand is 0 mod 3 is always
+    solved, 1 mod 3 never, 2 mod 3 right on even sample positions only (mixed in any 2 samples)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, n, temperature, top_p, max_tokens, seed):
+        self.calls.append((len(prompts), n, seed))
+        out = []
+        for p in prompts:
+            a, b = (int(x) for x in p[:-1].split("+"))
+            right = [a % 3 == 0 or (a % 3 == 2 and j % 2 == 0) for j in range(n)]
+            out.append([Sample([1], [2] * 5, f"\\boxed{{{a + b if ok else 0}}}", [0.0] * 5, "stop", 0) for ok in right])
+        return out
+
+
+def test_a_probe_gives_the_rest_of_the_group_only_to_mixed_prompts():
+    """rollout.probe=2 of group_size 4: every prompt gets 2 samples; only the mixed ones (a = 2
+    mod 3) get 2 more, with seeds after the probe's; the others stop there, refilled by new
+    prompts. Tokens count every sample, the probes' too."""
+    cfg = load_config(None, ["rollout.prompts_per_step=6", "rollout.group_size=4", "rollout.probe=2",
+                             "algo.group_filter=mixed", "algo.max_sampling_rounds=1"])
+    stream, engine = PromptStream(AdditionTask(3), seed=0), ProbeEngine()
+    drawn = PromptStream(AdditionTask(3), seed=0).next_batch(6)
+    mixed = [p for p in drawn if p.meta["a"] % 3 == 2]
+    assert 0 < len(mixed) < 6  # the seed gives both kinds
+    problems, groups, rewards, info = collect_groups(cfg, engine, stream, reward, step=1)
+    seed = cfg.rollout.seed + 1 * 6 * 4
+    assert engine.calls == [(6, 2, seed), (len(mixed), 2, seed + 6 * 2)]
+    assert [p.prompt for p in problems] == [p.prompt for p in mixed]
+    assert all(len(g) == 4 for g in groups) and torch.equal(rewards, torch.tensor([[1.0, 0.0, 1.0, 0.0]] * len(mixed)))
+    rec = info["record"]
+    assert rec["sampling/probe_stopped"] == 6 - len(mixed) and rec["sampling/prompts"] == 6
+    assert rec["sampling/tokens"] == 5 * (6 * 2 + len(mixed) * 2)
+
+
+def test_when_every_probe_is_uniform_its_groups_are_kept_zeroed():
+    cfg = load_config(None, ["rollout.prompts_per_step=3", "rollout.group_size=4", "rollout.probe=2",
+                             "algo.group_filter=mixed", "algo.max_sampling_rounds=2"])
+
+    class Solved(ProbeEngine):
+        def generate(self, prompts, n, *args):
+            self.calls.append((len(prompts), n))
+            return [[Sample([1], [2], f"\\boxed{{{sum(int(x) for x in p[:-1].split('+'))}}}", [0.0], "stop", 0)] * n for p in prompts]
+
+    engine = Solved()
+    problems, groups, rewards, info = collect_groups(cfg, engine, PromptStream(AdditionTask(3), seed=0), reward, step=1)
+    assert engine.calls == [(3, 2), (3, 2)]  # two rounds of probes, nothing more
+    assert len(problems) == 3 and rewards.shape == (3, 2) and torch.equal(rewards, torch.zeros(3, 2))
+    assert info["record"]["sampling/probe_stopped"] == 6
+
+
+class VotingEngine:
+    """Not vLLM: a group of four answers per prompt, 7 7 7 8 when the first operand is even,
+    5 6 7 8 (no majority) when it is odd."""
+
+    def generate(self, prompts, n, temperature, top_p, max_tokens, seed):
+        out = []
+        for p in prompts:
+            answers = "7778" if int(p.split("+")[0]) % 2 == 0 else "5678"
+            out.append([Sample([1], [2], f"1+1=2;\\boxed{{{x}}}", [0.0], "stop", 0) for x in answers[:n]])
+        return out
+
+
+def test_majority_labels_score_each_group_against_its_own_vote():
+    """task.labels=majority: no gold in training. A group whose answer 7 has 3 of 4 votes scores
+    1 1 1 0 (whatever the gold); one without an answer that reaches task.majority_min scores 0.
+    The gold is read for labels/gold_agree only."""
+    from rlreason.rewards import resolve_reward
+
+    cfg = load_config(None, ["rollout.prompts_per_step=6", "rollout.group_size=4", "task.labels=majority", "task.majority_min=0.5"])
+    problems, _, rewards, info = collect_groups(cfg, VotingEngine(), PromptStream(AdditionTask(3), seed=0), resolve_reward("math"), step=1)
+    even = torch.tensor([int(p.prompt.split("+")[0]) % 2 == 0 for p in problems])
+    assert 0 < even.sum() < 6
+    assert torch.equal(rewards[even], torch.tensor([[1.0, 1.0, 1.0, 0.0]] * int(even.sum())))
+    assert torch.equal(rewards[~even], torch.zeros(int((~even).sum()), 4))
+    assert info["record"]["labels/labelled_frac"] == int(even.sum()) / 6
+    assert info["record"]["labels/gold_agree"] == 0.0  # no 3-digit sum is 7
+    strict = load_config(None, ["rollout.prompts_per_step=6", "rollout.group_size=4", "task.labels=majority", "task.majority_min=0.8"])
+    _, _, rewards, _ = collect_groups(strict, VotingEngine(), PromptStream(AdditionTask(3), seed=0), resolve_reward("math"), step=1)
+    assert torch.equal(rewards, torch.zeros(6, 4))  # 3 of 4 is below 0.8
+
+
+def test_majority_label_by_hand():
+    from rlreason.evaluate import majority_label
+
+    assert majority_label(["7", "7", "8", None], 0.5) == "7"
+    assert majority_label(["7", "8", None, None], 0.5) is None  # 1 of 4 < 2
+    assert majority_label(["7", "8"], 0.5) == "7"  # a tie goes to the first seen, 1 of 2 >= 1
+    assert majority_label([None, None], 0.1) is None

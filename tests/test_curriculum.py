@@ -179,3 +179,19 @@ def test_curriculum_table_reads_accuracy_per_difficulty_over_rl_time(tmp_path):
     assert plot_curriculum(path, tmp_path / "c.png").stat().st_size > 0
     path.write_text(json.dumps({"step": 0, "eval/accuracy": 0.3}) + "\n")
     assert plot_curriculum(path, tmp_path / "none.png") is None  # no curriculum: no plot
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["rollout.probe=1", "algo.group_filter=mixed"], r"key 'rollout.probe': must be 0 \(off\) or in \[2, rollout.group_size=8\), got 1"),
+    (["rollout.probe=8", "algo.group_filter=mixed"], r"key 'rollout.probe'.*got 8"),
+    (["rollout.probe=4"], r"key 'rollout.probe': a probe keeps only the prompts it finds mixed; set algo.group_filter=mixed"),
+    (["task.labels=verifier"], r"key 'task.labels': unknown value 'verifier'"),
+    (["task.labels=majority", "task.majority_min=0"], r"key 'task.majority_min'"),
+    (["task.labels=majority", "task.majority_min=1.5"], r"key 'task.majority_min'"),
+    (["task.labels=majority", "task.name=functions", "reward=code"], r"key 'task.labels': majority labels need an answer to vote on; task functions"),
+    (["max_minutes=-1"], r"key 'max_minutes'"),
+])
+def test_sampling_and_label_settings_are_config_errors_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+    load_config(None, ["rollout.probe=2", "algo.group_filter=mixed", "task.labels=majority", "task.majority_min=1", "max_minutes=0.5"])

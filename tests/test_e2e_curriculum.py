@@ -14,7 +14,7 @@ from tests.test_e2e_resume import comparable
 pytestmark = pytest.mark.slow
 
 
-def run_segment(engine, path, model_cfg, run_dir, stop_at=None, resume=False):
+def run_segment(engine, path, model_cfg, run_dir, stop_at=None, resume=False, extra=()):
     from rlreason.cluster.actors import learner_kwargs
     from rlreason.learner.policy import Learner
     from rlreason.loop import run
@@ -25,7 +25,7 @@ def run_segment(engine, path, model_cfg, run_dir, stop_at=None, resume=False):
         "reward=tests.plugins:always_right", "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_tokens=8",
         "task.curriculum.enabled=true", "task.curriculum.top=5", "task.curriculum.threshold=0.5", "task.curriculum.window=1",
         "task.curriculum.replay=0.5", "task.curriculum.eval_size=4", "task.curriculum.eval_ahead=1",
-        "eval.size=4", "eval.every=2", "checkpoint.every=1", "rollout.kv_cache_gib=1",
+        "eval.size=4", "eval.every=2", "checkpoint.every=1", "rollout.kv_cache_gib=1", *extra,
     ])
     learner = Learner(**learner_kwargs(cfg, str(path), threads=0))
     sync = DirectSync(learner, engine)
@@ -57,3 +57,14 @@ def test_the_loop_climbs_replays_evaluates_and_resumes_mid_climb(engine, tiny_mo
     run_segment(engine, path, model_cfg, tmp_path / "resumed", resume=True)
     again = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert comparable(again) == comparable(rows)
+
+
+def test_max_minutes_ends_the_run_as_its_last_step_would(engine, tiny_model_dir, tmp_path):
+    """max_minutes: the first step past the limit (here step 1) is evaluated, checkpointed and
+    exported as a finished run's last step."""
+    path, model_cfg = tiny_model_dir
+    result = run_segment(engine, path, model_cfg, tmp_path / "timed", extra=("max_minutes=0.00001", "checkpoint.every=0"))
+    rows = [json.loads(line) for line in (tmp_path / "timed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1] and "eval/accuracy" in rows[1]
+    assert result["step"] == 1 and not result["stopped"] and (tmp_path / "timed" / "final" / "config.json").is_file()
+    assert [p.name for p in (tmp_path / "timed" / "checkpoints").iterdir() if p.name.startswith("step")] == ["step_000001"]
