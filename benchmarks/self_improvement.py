@@ -1,14 +1,16 @@
 """Self-improvement on the curriculum at equal wall time (issue 21, docs/curriculum.md).
 
 Runs each recipe with `rlreason train RECIPE max_minutes=M rollout.seed=S` (the same cached
-warm start for all; only the sampling seed differs between repeats), the recipes in a rotated
+warm start for all; only the sampling seeds differ between repeats), the recipes in a rotated
 order in each repeat, one at a time, and reads each run's metrics.jsonl:
 
 - the frontier at the end, and the RL minutes at which it first reached each difficulty;
 - held-out greedy accuracy per difficulty at the end (the evaluation of the last step);
 - tokens sampled per difficulty (probes and refills included), and steps taken.
 
-Prints median (min-max) over the repeats and writes runs/self_improvement/results.json.
+Prints median (min-max) over the repeats and writes runs/self_improvement/results.json. A run
+directory that exists already is read as it is (rerun into the same --out to print the table
+again without training).
 
     python benchmarks/self_improvement.py --minutes 5 --repeats 3
 """
@@ -71,7 +73,11 @@ def fmt(values: list[float], digits: int = 2) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="RL minutes for each run (max_minutes)")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per recipe, with rollout.seed 0, 1, ...")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per recipe, with rollout.seed 0, stride, 2 * stride, ...")
+    ap.add_argument("--seed-stride", type=int, default=1_000_003,
+                    help="rollout.seed of repeat r is r * stride. Each sample's seed is rollout.seed + its index, so a "
+                         "stride of 1 gives repeats that share most of their samples' seeds (the figures of 2026-12-05 "
+                         "in docs/curriculum.md were taken so)")
     ap.add_argument("--only", nargs="*", default=list(RECIPES), help=f"which of {list(RECIPES)}")
     ap.add_argument("--out", default="runs/self_improvement")
     ap.add_argument("--set", nargs="*", default=[], help="overrides for every run")
@@ -84,9 +90,10 @@ def main() -> int:
     for rep in range(args.repeats):
         order = names[rep % len(names):] + names[: rep % len(names)]  # rotated: no recipe always runs first
         for name in order:
-            run_dir = out / f"{name.replace(' ', '').replace(',', '_').replace('+', '_')}-seed{rep}"
+            seed = rep * args.seed_stride
+            run_dir = out / f"{name.replace(' ', '').replace(',', '_').replace('+', '_')}-seed{seed}"
             cmd = [sys.executable, "-m", "rlreason", "train", RECIPES[name], f"run_dir={run_dir}", f"max_minutes={args.minutes}",
-                   f"rollout.seed={rep}", *args.set]
+                   f"rollout.seed={seed}", *args.set]
             print("$", " ".join(cmd[1:]), flush=True)
             if run_dir.exists():
                 print(f"  {run_dir} exists: read as it is", flush=True)
@@ -94,7 +101,7 @@ def main() -> int:
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             fig = summarize(read_metrics(run_dir / "metrics.jsonl"))
             results[name].append(fig)
-            print(f"  {name} seed {rep}: {fig['steps']} steps in {fig['rl_minutes']} min, frontier {fig['frontier']}, "
+            print(f"  {name} seed {seed}: {fig['steps']} steps in {fig['rl_minutes']} min, frontier {fig['frontier']}, "
                   f"accuracy {fig['accuracy']}, tokens {fig['tokens_total']}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"host": host(), "started": started, "commit": commit, "minutes": args.minutes, "repeats": args.repeats,
@@ -107,7 +114,9 @@ def main() -> int:
     print("| --- " * (4 + len(levels)) + "|")
     for name, runs in results.items():
         cells = [fmt([r["steps"] for r in runs], 0), fmt([r["frontier"] for r in runs], 0)]
-        cells += [fmt([r["accuracy"][d] for r in runs if d in r["accuracy"]]) for d in levels]
+        for d in levels:  # a difficulty is evaluated up to the frontier + eval_ahead: not in every run
+            vals = [r["accuracy"][d] for r in runs if d in r["accuracy"]]
+            cells.append(fmt(vals) + (f" [{len(vals)} of {len(runs)} runs]" if 0 < len(vals) < len(runs) else ""))
         cells.append(fmt([r["tokens_total"] / 1e6 for r in runs]))
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("\ntokens (M) per difficulty, median:")

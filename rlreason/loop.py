@@ -53,13 +53,13 @@ def score_groups(cfg: Config, reward_fn, problems: list[Problem], groups: list[l
     return torch.tensor(scores.values).view(shape), torch.tensor([e is not None for e in scores.errors]).view(shape), failed
 
 
-def group_label(cfg: Config, problem: Problem, group: list[Sample]) -> str | None:
+def group_label(cfg: Config, problem: Problem, group: list[Sample], extractor: str) -> str | None:
     """What a group's samples are scored against: the problem's gold answer; with
     task.labels=majority, the answer at least task.majority_min of the group's own samples give
-    (no verifier label), or None when none does (the group then scores 0)."""
+    (read by `extractor`: no verifier label), or None when none does (the group then scores 0)."""
     if cfg.task.labels == "gold":
         return problem.answer
-    return majority_label([vote_answer(s.text, cfg.task.extractor()) for s in group], cfg.task.majority_min)
+    return majority_label([vote_answer(s.text, extractor) for s in group], cfg.task.majority_min)
 
 
 def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], n, temperature, top_p, max_tokens, seed, labels=None):
@@ -74,11 +74,12 @@ def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], 
     pool, groups = ScoringPool(reward_fn, cfg.scoring.workers), [None] * len(problems)
     labels = list(labels) if labels is not None else [None] * len(problems)
     fixed = [x is not None for x in labels]
+    extractor = cfg.task.extractor() if cfg.task.labels == "majority" else ""
     for chunk in chunks:
         for i, group in chunk:
             groups[i] = group
             if not fixed[i]:
-                labels[i] = group_label(cfg, problems[i], group)
+                labels[i] = group_label(cfg, problems[i], group, extractor)
             if labels[i] is not None:
                 for j, s in enumerate(group):
                     pool.submit((i, j), problems[i].prompt, s.text, labels[i])
