@@ -189,9 +189,13 @@ def test_curriculum_table_reads_accuracy_per_difficulty_over_rl_time(tmp_path):
     (["task.labels=majority", "task.majority_min=0"], r"key 'task.majority_min'"),
     (["task.labels=majority", "task.majority_min=1.5"], r"key 'task.majority_min'"),
     (["task.labels=majority", "task.name=functions", "reward=code"], r"key 'task.labels': majority labels need an answer to vote on; task functions"),
+    (["task.labels=majority", "task.name=dataset", "task.dataset.source=countdown", "reward=countdown", "warm_start.enabled=false"],
+     r"key 'task.labels': majority labels need an answer to vote on; task dataset \(countdown\) has no answer extractor"),
     (["max_minutes=-1"], r"key 'max_minutes'"),
 ])
 def test_sampling_and_label_settings_are_config_errors_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
     load_config(None, ["rollout.probe=2", "algo.group_filter=mixed", "task.labels=majority", "task.majority_min=1", "max_minutes=0.5"])
+    math = load_config(None, ["task.labels=majority", "task.name=dataset", "task.dataset.source=math_train", "warm_start.enabled=false"])
+    assert math.task.extractor() == "last_boxed"  # MATH's answers are voted on as rlreason eval's maj@k reads them
