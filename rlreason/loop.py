@@ -72,22 +72,24 @@ def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], 
     # an engine that does not stream: one chunk, the whole batch
     chunks = stream(prompts, *args) if stream else [list(enumerate(engine.generate(prompts, *args)))]
     pool, groups = ScoringPool(reward_fn, cfg.scoring.workers), [None] * len(problems)
+    majority = cfg.task.labels == "majority"
     labels = list(labels) if labels is not None else [None] * len(problems)
     fixed = [x is not None for x in labels]
-    extractor = cfg.task.extractor() if cfg.task.labels == "majority" else ""
+    extractor = cfg.task.extractor() if majority else ""
     for chunk in chunks:
         for i, group in chunk:
             groups[i] = group
             if not fixed[i]:
                 labels[i] = group_label(cfg, problems[i], group, extractor)
-            if labels[i] is not None:
+            if not (majority and labels[i] is None):  # a gold answer may be None: the reward decides then
                 for j, s in enumerate(group):
                     pool.submit((i, j), problems[i].prompt, s.text, labels[i])
     generate_s = time.time() - t0
+    scored_rows = [not (majority and labels[i] is None) for i in range(len(problems))]
     keys = [(i, j) for i, g in enumerate(groups) for j in range(len(g))]
-    scored = pool.scores([k for k in keys if labels[k[0]] is not None])
+    scored = pool.scores([k for k in keys if scored_rows[k[0]]])
     values, errors = iter(scored.values), iter(scored.errors)
-    rows = [(next(values), next(errors)) if labels[i] is not None else (0.0, None) for i, _ in keys]  # no label: 0, not a failure
+    rows = [(next(values), next(errors)) if scored_rows[i] else (0.0, None) for i, _ in keys]  # no majority: 0, not a failure
     scores = Scores([v for v, _ in rows], [e for _, e in rows])
     return groups, score_groups(cfg, reward_fn, problems, groups, scores), generate_s, labels
 

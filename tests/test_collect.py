@@ -249,3 +249,26 @@ def test_majority_label_by_hand():
     assert majority_label(["7", "8", None, None], 0.5) is None  # 1 of 4 < 2
     assert majority_label(["7", "8"], 0.5) == "7"  # a tie goes to the first seen, 1 of 2 >= 1
     assert majority_label([None, None], 0.1) is None
+
+
+def test_a_gold_answer_of_none_still_reaches_the_reward():
+    """With gold labels a problem's answer may be None (the reward reads what it needs from the
+    prompt): its samples are scored, not zeroed as a group without a majority is."""
+    from rlreason.types import Problem
+
+    class NoAnswers:
+        def __init__(self):
+            self.epoch = 0
+
+        def next_batch(self, n):
+            return [Problem(prompt=f"{i}+0>", answer=None) for i in range(n)]
+
+    cfg = load_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=2"])
+    seen = []
+
+    def reads_prompt(prompt, completion, answer):
+        seen.append(answer)
+        return 1.0
+
+    _, _, rewards, _ = collect_groups(cfg, FakeEngine(), NoAnswers(), reads_prompt, step=1)
+    assert torch.equal(rewards, torch.ones(2, 2)) and seen == [None] * 4
