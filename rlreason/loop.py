@@ -76,20 +76,23 @@ def generate_and_score(cfg: Config, engine, reward_fn, problems: list[Problem], 
     labels = list(labels) if labels is not None else [None] * len(problems)
     fixed = [x is not None for x in labels]
     extractor = cfg.task.extractor() if majority else ""
+
+    def scored(i: int) -> bool:  # a group without a majority is not scored; a gold answer may be None (the reward decides)
+        return not (majority and labels[i] is None)
+
     for chunk in chunks:
         for i, group in chunk:
             groups[i] = group
             if not fixed[i]:
                 labels[i] = group_label(cfg, problems[i], group, extractor)
-            if not (majority and labels[i] is None):  # a gold answer may be None: the reward decides then
+            if scored(i):
                 for j, s in enumerate(group):
                     pool.submit((i, j), problems[i].prompt, s.text, labels[i])
     generate_s = time.time() - t0
-    scored_rows = [not (majority and labels[i] is None) for i in range(len(problems))]
     keys = [(i, j) for i, g in enumerate(groups) for j in range(len(g))]
-    scored = pool.scores([k for k in keys if scored_rows[k[0]]])
-    values, errors = iter(scored.values), iter(scored.errors)
-    rows = [(next(values), next(errors)) if scored_rows[i] else (0.0, None) for i, _ in keys]  # no majority: 0, not a failure
+    done = pool.scores([k for k in keys if scored(k[0])])
+    values, errors = iter(done.values), iter(done.errors)
+    rows = [(next(values), next(errors)) if scored(i) else (0.0, None) for i, _ in keys]  # no majority: 0, not a failure
     scores = Scores([v for v, _ in rows], [e for _, e in rows])
     return groups, score_groups(cfg, reward_fn, problems, groups, scores), generate_s, labels
 
@@ -172,7 +175,7 @@ def collect_groups(cfg: Config, engine, stream: PromptStream, reward_fn, step: i
         problems, groups, rewards = batch_problems, batch_groups, [r]
     elif not problems:  # rollout.probe: every prompt of the last round stopped at its probe; keep those groups
         problems, groups = [p for p, _, _, _ in last_probe], [g for _, g, _, _ in last_probe]
-        rewards = [torch.tensor([row for _, _, row, _ in last_probe]) * 0.0]
+        rewards = [torch.zeros(len(last_probe), ro.probe)]
     # a curriculum (rlreason.data.curriculum) reads every sampled group, and may move its frontier
     observe = getattr(stream, "observe", None)
     curriculum = observe([x[0] for x in sampled], [x[1] for x in sampled], [x[2] for x in sampled]) if observe else {}
