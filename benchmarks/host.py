@@ -18,3 +18,27 @@ def host() -> str:
     name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
     return f"{name} ({next((f for f in ('amx_tile', 'avx512_bf16', 'avx2') if f in flags), 'no avx2')})"
+
+
+def provenance(argv: list[str] | None = None) -> dict:
+    """Where and when a figure was measured, for its JSON: the host, the UTC time, the commit
+    (with `+dirty` when the working tree differed from it) and the command."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "rlreason", "benchmarks", "recipes"))
+    argv = sys.argv if argv is None else argv
+    script = Path(argv[0]).resolve()
+    script = str(script.relative_to(root)) if script.is_relative_to(root) else argv[0]
+    return {"host": host(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": commit + ("+dirty" if dirty else ""), "command": " ".join(["python", script, *argv[1:]])}

@@ -221,10 +221,11 @@ def child_ours(spec: dict, out: Path) -> dict:
     from rlreason.cluster.placement import build_placement
     from rlreason.loop import run
 
-    run_dir = Path(spec["run_root"]) / "ours"
+    run_dir = Path(spec["run_root"]) / spec.get("tag", "ours")
     cfg = base_config(spec, [f"run_dir={run_dir}", f"model.path={spec['warm_dir']}", "warm_start.enabled=false",
                              "eval.every=0", f"eval.size={spec['eval_size']}",
-                             *(["optim.mixed_precision=bfloat16"] if spec.get("bf16") else []), *spec["ours_set"]])
+                             *(["optim.mixed_precision=bfloat16"] if spec.get("bf16") else []),
+                             *spec.get("ours_set", []), *spec.get("extra_ours_set", [])])
     heldout, _ = problems(spec)
     tok = AutoTokenizer.from_pretrained(spec["warm_dir"])
     probe = AutoModelForCausalLM.from_pretrained(spec["warm_dir"])  # the evaluation copy
@@ -375,17 +376,21 @@ def child_trl(spec: dict, out: Path, use_vllm: bool) -> dict:
         patch_trl_sync(sync_record)
         # TRL builds its engine with vLLM's dtype "auto", which runs an fp32 model in bf16 on
         # CPU; give it the dtype ours samples in (--trl-vllm-dtype auto keeps TRL's default)
-        if spec["trl_vllm_dtype"] != "auto":
+        if spec.get("trl_vllm_dtype", "float32") != "auto":
             import trl.generation.vllm_generation as vg
 
             llm_cls = vg.LLM
-            vg.LLM = lambda *a, **k: llm_cls(*a, **{**k, "dtype": spec["trl_vllm_dtype"]})
+            vg.LLM = lambda *a, **k: llm_cls(*a, **{**k, "dtype": spec.get("trl_vllm_dtype", "float32")})
 
     P, G = spec["prompts"], spec["group_size"]
+    # micro-batches: TRL's own way, gradient accumulation over P*G/micro completions at a time, one
+    # generation of all P*G per optimizer step (steps_per_generation = accumulation steps), so one
+    # optimizer step still sees the whole batch, as ours does with optim.micro_batch_tokens
+    micro = spec.get("trl_micro", 1)
     args = GRPOConfig(
-        output_dir=str(Path(spec["run_root"]) / ("trl_vllm" if use_vllm else "trl_hf")),
-        per_device_train_batch_size=P * G, gradient_accumulation_steps=1, num_generations=G,
-        steps_per_generation=1, num_iterations=1, max_steps=spec["steps"], shuffle_dataset=False,
+        output_dir=str(Path(spec["run_root"]) / spec.get("tag", "trl_vllm" if use_vllm else "trl_hf")),
+        per_device_train_batch_size=P * G // micro, gradient_accumulation_steps=micro, num_generations=G,
+        steps_per_generation=micro, num_iterations=1, max_steps=spec["steps"], shuffle_dataset=False,
         max_completion_length=spec["max_tokens"], temperature=spec["temperature"], top_p=1.0, top_k=0,
         learning_rate=spec["lr"], adam_beta1=spec["betas"][0], adam_beta2=spec["betas"][1], weight_decay=0.0,
         max_grad_norm=spec["grad_clip"], beta=0.0, loss_type="dapo", epsilon=0.2, scale_rewards="group",
@@ -620,19 +625,44 @@ def warm_model(spec: dict, work: Path) -> Path:
     return out
 
 
-def quiet_step_s(res: dict) -> float | None:
-    """10th percentile of the step times (steps >= 2): the machine's quiet moments, where a
-    shared machine's load inflates the median."""
-    vals = sorted(v for k, v in res.get("step_s", {}).items() if int(k) >= 2)
-    return vals[int(0.1 * (len(vals) - 1))] if vals else None
+ASYNC = ["rollout.max_staleness=1", "algo.tis_cap=2", "ray.threads=1", "ray.rollout_workers=2", "ray.num_cpus=4"]
+
+# Every configuration a side can be run in: name -> (child, label, options for the child).
+# --search runs them all and keeps each side's fastest (by median step time).
+CONFIGS = {
+    "ours": ("ours", "rlreason, the default recipe: fp32, synchronous, 1 engine", {}),
+    "ours_bf16": ("ours", "rlreason, bf16 learner", {"bf16": True}),
+    "ours_async": ("ours", "rlreason, async (staleness 1, TIS 2), 2 fp32 engines", {"ours_set": ASYNC}),
+    "ours_async_bf16": ("ours", "rlreason, async, bf16 learner, 2 bf16 engines",
+                        {"bf16": True, "ours_set": [*ASYNC, "rollout.dtype=bfloat16"]}),
+    "trl_hf": ("trl_hf", "TRL, HF generate, fp32", {}),
+    "trl_hf_bf16": ("trl_hf", "TRL, HF generate, bf16", {"bf16": True}),
+    "trl_hf_micro4": ("trl_hf", "TRL, HF generate, fp32, 4 micro-batches", {"trl_micro": 4}),
+    "trl_hf_bf16_micro4": ("trl_hf", "TRL, HF generate, bf16, 4 micro-batches", {"bf16": True, "trl_micro": 4}),
+    "trl_vllm": ("trl_vllm", "TRL, vLLM colocate, fp32", {"trl_vllm_dtype": "float32"}),
+    "trl_vllm_bf16": ("trl_vllm", "TRL, vLLM colocate, bf16 learner and engine", {"bf16": True, "trl_vllm_dtype": "auto"}),
+    "trl_vllm_micro4": ("trl_vllm", "TRL, vLLM colocate, fp32, 4 micro-batches", {"trl_vllm_dtype": "float32", "trl_micro": 4}),
+    "trl_vllm_bf16_micro4": ("trl_vllm", "TRL, vLLM colocate, bf16, 4 micro-batches",
+                             {"bf16": True, "trl_vllm_dtype": "auto", "trl_micro": 4}),
+}
+SIDES = {"ours": "rlreason", "trl_hf": "TRL, HF generate", "trl_vllm": "TRL, vLLM colocate"}
 
 
 def fmt(x, spec=".2f", none="-"):
     return none if x is None else format(x, spec)
 
 
+def med_range(vals: list, spec=".2f") -> str:
+    """'median (min-max)' of the values that are there; '-' if none."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return format(vals[0], spec)
+    return f"{format(statistics.median(vals), spec)} ({format(min(vals), spec)}-{format(max(vals), spec)})"
+
+
 def machine() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
     mem = next((int(ln.split()[1]) / 2**20 for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")), None)
     from importlib.metadata import PackageNotFoundError, version
 
@@ -642,71 +672,104 @@ def machine() -> dict:
             versions[mod] = version(mod)
         except PackageNotFoundError:
             versions[mod] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version(), **versions}
+    return {"cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version(), **versions}
 
 
-def report(spec: dict, results: dict, warm_meta: dict) -> str:
-    lines = []
-    tgt = spec["target"]
-    lines.append(f"{'system':28s} {'step s':>7s} {'p10 s':>6s} {'RL s to ' + format(tgt, '.2f'):>12s} {'at step':>7s} {'acc start->best':>16s} "
-                 f"{'setup s':>8s} {'eval s':>7s} {'peak RSS GiB':>12s} {'peak PSS GiB':>12s} {'load 1m':>9s}")
-    for name, r in results.items():
-        res, mem = r.get("result"), r.get("memory", {})
-        label = LABELS[name] + (" (patched)" if name == "trl_vllm" and res and res.get("sync", {}).get("patched") else "")
-        if res is None:
-            lines.append(f"{label:28s} FAILED: {r.get('error')}")
-            continue
-        tta = fmt(res["time_to_target_s"], ".1f", f"not in {res['steps_done']}")
-        lines.append(
-            f"{label:28s} {fmt(res['step_s_median']):>7s} {fmt(quiet_step_s(res)):>6s} {tta:>12s} {fmt(res['target_step'], 'd'):>7s} "
-            f"{fmt(res['accuracy_start'], '.3f')}->{fmt(res['accuracy_best'], '.3f'):>9s} {fmt(res['setup_s'], '.1f'):>8s} "
-            f"{fmt(res['eval_s_total'], '.1f'):>7s} {fmt(mem.get('peak_rss_gib')):>12s} {fmt(mem.get('peak_pss_gib')):>12s} "
-            f"{fmt(mem.get('load_mean'), '.1f')}/{fmt(mem.get('load_max'), '.1f'):>4s}"
-        )
-    ours = results.get("ours", {}).get("result")
+def runs_of(entry: dict) -> list[dict]:
+    return [r["result"] for r in entry["runs"] if r.get("result")]
+
+
+def summarize(entry: dict, target: float) -> dict:
+    """One configuration's repeats: the median and range of each figure, over the runs that finished."""
+    res = runs_of(entry)
+    mem = [r["memory"] for r in entry["runs"] if r.get("result")]
+    return {
+        "runs": len(entry["runs"]), "ok": len(res),
+        "errors": [r["error"] for r in entry["runs"] if r.get("error")],
+        "step_s": [r["step_s_median"] for r in res],
+        "time_to_target_s": [r["time_to_target_s"] for r in res],
+        "target_step": [r["target_step"] for r in res],
+        "reached": sum(r["time_to_target_s"] is not None for r in res),
+        "accuracy_start": [r["accuracy_start"] for r in res],
+        "accuracy_best": [r["accuracy_best"] for r in res],
+        "setup_s": [r["setup_s"] for r in res],
+        "peak_rss_gib": [m.get("peak_rss_gib") for m in mem],
+    }
+
+
+def ratios(ours: dict, theirs: dict, key: str) -> list[float]:
+    """Round by round (the same repeat index: both ran in the same round of the invocation)."""
+    out = []
+    for a, b in zip(ours["runs"], theirs["runs"]):
+        x, y = (a.get("result") or {}).get(key), (b.get("result") or {}).get(key)
+        if x is not None and y:
+            out.append(x / y)
+    return out
+
+
+def report(saved: dict) -> str:
+    spec, target = saved["spec"], saved["spec"]["target"]
+    lines = [f"{saved['host']}, {saved['date']}, commit {saved['commit']}: {saved['command']}"]
+    if saved.get("search"):
+        lines += ["", f"search: every configuration once, {spec['search_steps']} steps; median step time over steps >= 2"]
+        for name, e in saved["search"].items():
+            r = e["runs"][0]
+            res = r.get("result")
+            won = " <- fastest of its side" if name in saved["systems"] else ""
+            lines.append(f"  {name:22s} {CONFIGS[name][1]:55s} " + (f"{res['step_s_median']:6.2f} s{won}" if res else f"FAILED: {r.get('error')}"))
+    lines += ["", f"{'configuration':22s} {'runs':>4s} {'s / step':>18s} {'RL s to ' + format(target, '.2f'):>20s} {'steps to it':>14s} "
+              f"{'acc start':>8s} {'acc best':>18s} {'setup s':>17s} {'peak RSS GiB':>17s}"]
+    for name in saved["systems"]:
+        s = summarize(saved["results"][name], target)
+        tta = med_range(s["time_to_target_s"], ".1f") + (f" [{s['reached']}/{s['ok']}]" if s["reached"] < s["ok"] else "")
+        lines.append(f"{name:22s} {s['ok']:>2d}/{s['runs']:<1d} {med_range(s['step_s']):>18s} {tta:>20s} {med_range(s['target_step'], 'd'):>14s} "
+                     f"{med_range(s['accuracy_start'], '.3f'):>8s} {med_range(s['accuracy_best'], '.3f'):>18s} "
+                     f"{med_range(s['setup_s'], '.1f'):>17s} {med_range(s['peak_rss_gib']):>17s}")
+        for err in s["errors"]:
+            lines.append(f"  failed: {err}")
+    ours = [n for n in saved["systems"] if CONFIGS[n][0] == "ours"]
     if ours:
+        o = saved["results"][ours[0]]
         lines.append("")
-        for name in ("trl_hf", "trl_vllm"):
-            theirs = results.get(name, {}).get("result")
-            if not theirs:
+        for name in saved["systems"]:
+            if CONFIGS[name][0] == "ours":
                 continue
-            ratio = ours["step_s_median"] / theirs["step_s_median"]
-            quiet = quiet_step_s(ours) / quiet_step_s(theirs)
-            line = (f"vs {LABELS[name]:20s} step time {ratio:.2f}x median, {quiet:.2f}x p10 "
-                    f"(target <= 0.5: {'met' if ratio <= 0.5 else 'MISSED'} / {'met' if quiet <= 0.5 else 'MISSED'})")
-            if ours["time_to_target_s"] is not None and theirs["time_to_target_s"] is not None:
-                r2 = ours["time_to_target_s"] / max(theirs["time_to_target_s"], 1e-9)
-                line += f"; time to {tgt} {r2:.2f}x (target <= 0.5: {'met' if r2 <= 0.5 else 'MISSED'})"
-            elif ours["time_to_target_s"] is not None:
-                line += f"; time to {tgt}: TRL did not reach it in {theirs['steps_done']} steps ({theirs['rl_s_total']:.0f} s), ours did in {ours['time_to_target_s']:.1f} s"
-            else:
-                line += f"; time to {tgt}: ours did not reach it"
-            lines.append(line)
-        b = ours.get("breakdown") or {}
-        if b.get("step_s"):
-            parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in b.items() if k != "step_s")
-            lines.append(f"ours, share of step time (steps >= 2): {parts}")
-    for name in ("trl_hf", "trl_vllm"):
-        res = results.get(name, {}).get("result")
-        if res and res.get("breakdown"):
-            parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["breakdown"].items())
-            lines.append(f"{LABELS[name]}, share of step time (TRL's own timers, steps >= 2): {parts}")
-        if name == "trl_vllm" and res and res.get("sync"):
-            s = res["sync"]
-            c = res.get("sync_check", {})
-            lines.append(f"TRL colocate weight sync unpatched: {s.get('unpatched_error') or 'worked'}; patched: {s.get('patched')}; "
-                         f"vLLM vs model max |logprob diff| on 16 completions: {fmt(c.get('max_logprob_diff_after_sync'), '.1e')} after a sync "
-                         f"({fmt(c.get('max_logprob_diff_before_sync'), '.1e')} one update behind)")
-    lines.append(f"learners compute in {'bf16 (autocast), with eager attention' if spec.get('bf16') else 'fp32, with sdpa attention'}"
-                 + (f"; ours with {' '.join(spec['ours_set'])}" if spec.get("ours_set") else ""))
-    lines.append(f"warm start: {warm_meta.get('steps')} SFT steps (teacher error {warm_meta.get('teacher_error')}), "
-                 f"{fmt(warm_meta.get('seconds'), '.0f')} s, held-out greedy {fmt(warm_meta.get('accuracy'), '.3f')}")
+            t = saved["results"][name]
+            st, tt = ratios(o, t, "step_s_median"), ratios(o, t, "time_to_target_s")
+            lines.append(f"{ours[0]} / {name}: step time {med_range(st)}x, time to {target} {med_range(tt)}x "
+                         f"(target <= 0.5; round by round, median (min-max))")
+        shares: dict[str, list[float]] = {}
+        for res in runs_of(o):
+            for k, v in (res.get("breakdown") or {}).items():
+                if k != "step_s":
+                    shares.setdefault(k, []).append(v)
+        if shares:
+            lines.append(f"{ours[0]}, share of step time (steps >= 2, median of runs): "
+                         + ", ".join(f"{k} {100 * statistics.median(v):.0f}%" for k, v in shares.items()))
+    for name in saved["systems"]:
+        if CONFIGS[name][0] == "ours":
+            continue
+        shares = {}
+        for res in runs_of(saved["results"][name]):
+            for k, v in (res.get("breakdown") or {}).items():
+                shares.setdefault(k, []).append(v)
+        if shares:
+            lines.append(f"{name}, share of step time (TRL's own timers, steps >= 2, median of runs): "
+                         + ", ".join(f"{k} {100 * statistics.median(v):.0f}%" for k, v in shares.items()))
+        for res in runs_of(saved["results"][name])[:1]:
+            if res.get("sync"):
+                s, c = res["sync"], res.get("sync_check", {})
+                lines.append(f"{name}: TRL's colocate weight sync unpatched: {s.get('unpatched_error') or 'worked'}; patched: {s.get('patched')}; "
+                             f"vLLM vs model max |logprob diff| {fmt(c.get('max_logprob_diff_after_sync'), '.1e')} after a sync")
+    w = saved["warm_start"]
+    lines.append(f"warm start: {w.get('steps')} SFT steps (teacher error {w.get('teacher_error')}), {fmt(w.get('seconds'), '.0f')} s, "
+                 f"held-out greedy {fmt(w.get('accuracy'), '.3f')}")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=40, help="RL steps per system (the cap)")
+    ap.add_argument("--steps", type=int, default=12, help="RL steps per run (the cap)")
     ap.add_argument("--prompts", type=int, default=32, help="prompts per step")
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=48)
@@ -716,19 +779,20 @@ def main() -> None:
     ap.add_argument("--schedule", default="cosine")
     ap.add_argument("--warm-steps", type=int, default=1000, help="supervised warm-start steps (cached)")
     ap.add_argument("--teacher-error", type=float, default=0.6)
-    ap.add_argument("--eval-every", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=1, help="held-out evaluation every N steps (off the clock)")
     ap.add_argument("--eval-size", type=int, default=200)
     ap.add_argument("--target", type=float, default=0.9, help="held-out greedy accuracy to reach")
-    ap.add_argument("--max-minutes", type=float, default=15.0, help="RL wall-time cap per system")
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--trl-vllm-dtype", default="float32", help="dtype of TRL's colocated vLLM engine ('auto': TRL's default, bf16 on CPU)")
-    ap.add_argument("--bf16", action="store_true", help="bf16 mixed precision in both learners: ours optim.mixed_precision=bfloat16, "
-                    "TRL bf16=True (torch.autocast; weights, gradients and AdamW stay fp32; the engines sample in fp32 unless "
-                    "--trl-vllm-dtype / --ours-set rollout.dtype say otherwise); both models with eager attention, as ours picks for bf16 on CPU")
-    ap.add_argument("--ours-set", nargs="*", default=[], help="extra rlreason config overrides, e.g. rollout.max_staleness=1 algo.tis_cap=2")
+    ap.add_argument("--max-minutes", type=float, default=4.0, help="RL wall-time cap per run")
+    ap.add_argument("--systems", default="ours,trl_hf,trl_vllm", help=f"configurations to compare, from {list(CONFIGS)}")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; each runs every system once, in a rotated order")
+    ap.add_argument("--search", nargs="?", const="all", metavar="CONFIGS",
+                    help="first run each configuration (all, or a comma list) once for --search-steps steps, then "
+                         "compare each side's fastest (rlreason, TRL-HF, TRL-vLLM) --repeats times")
+    ap.add_argument("--search-steps", type=int, default=6)
+    ap.add_argument("--ours-set", nargs="*", default=[], help="extra rlreason config overrides for every 'ours' configuration")
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/rlreason/trl_bench"), help="warm-start cache and logs")
     ap.add_argument("--out", default="runs/trl_bench.json")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 3 steps of 8 prompts, 30 warm-start steps, 50 held-out")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 steps of 8 prompts, 30 warm-start steps, 50 held-out, 1 repeat")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run again (no run)")
     ap.add_argument("--child", nargs=3, metavar=("ROLE", "SPEC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -736,15 +800,18 @@ def main() -> None:
         child_main(*args.child)
         return
     if args.report:
-        saved = json.loads(Path(args.report).read_text())
-        print(report(saved["spec"], saved["results"], saved["warm_start"]))
+        print(report(json.loads(Path(args.report).read_text())))
         return
+    from host import provenance
+
     if args.quick:
-        args.steps, args.prompts, args.warm_steps, args.eval_size, args.eval_every, args.max_minutes = 3, 8, 30, 50, 1, 2.0
+        args.steps, args.prompts, args.warm_steps, args.eval_size, args.max_minutes = 3, 8, 30, 50, 2.0
+        args.repeats, args.search_steps = 1, 3
     systems = [s for s in args.systems.split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
+    candidates = list(CONFIGS) if args.search == "all" else [s for s in (args.search or "").split(",") if s]
+    unknown = sorted(set(systems + candidates) - set(CONFIGS))
     if unknown:
-        raise SystemExit(f"--systems: unknown {sorted(unknown)}; choose from {list(SYSTEMS)}")
+        raise SystemExit(f"unknown configuration {unknown}; choose from {list(CONFIGS)}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -752,30 +819,48 @@ def main() -> None:
         "temperature": args.temperature, "lr": args.lr, "betas": [0.9, 0.99], "grad_clip": 1.0, "warmup": args.warmup,
         "schedule": args.schedule, "warm_steps": args.warm_steps, "teacher_error": args.teacher_error,
         "eval_every": args.eval_every, "eval_size": args.eval_size, "target": args.target, "max_minutes": args.max_minutes,
-        "ours_set": args.ours_set, "trl_vllm_dtype": args.trl_vllm_dtype, "bf16": args.bf16,
+        "extra_ours_set": args.ours_set, "search_steps": args.search_steps, "repeats": args.repeats,
     }
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    load_start = os.getloadavg()
+    saved = {**provenance(), "machine": machine(), "spec": spec, "load_avg_start": os.getloadavg()}
     warm_dir = warm_model(spec, work)
-    warm_meta = json.loads((warm_dir / "warm_start.json").read_text())
-    print(f"warm-started model: {warm_dir} (held-out greedy {warm_meta['accuracy']:.3f})", flush=True)
-    results = {}
+    saved["warm_start"] = json.loads((warm_dir / "warm_start.json").read_text())
+    print(f"warm-started model: {warm_dir} (held-out greedy {saved['warm_start']['accuracy']:.3f})", flush=True)
+
+    def run_config(name: str, run_spec: dict, tag: str) -> dict:
+        role, label, opts = CONFIGS[name]
+        print(f"{tag}: {label}, {run_spec['steps']} steps of {args.prompts} prompts x {args.group_size}", flush=True)
+        res, mem, err = run_child(role, {**run_spec, **opts, "tag": tag}, work, timeout_s=args.max_minutes * 60 * 2 + 900, tag=tag)
+        if err:
+            print(f"  failed: {err}", flush=True)
+        elif res.get("step_s_median") is not None:
+            print(f"  median step {res['step_s_median']:.2f} s, {fmt(res['target_step'], 'd', 'never')} steps to {args.target}", flush=True)
+        return {"result": res, "memory": mem, "error": err}
+
     with tempfile.TemporaryDirectory(dir=work, prefix="runs-") as run_root:
         spec.update(warm_dir=str(warm_dir), run_root=run_root)
-        for name in systems:
-            print(f"{LABELS[name]}: {args.steps} steps of {args.prompts} prompts x {args.group_size}", flush=True)
-            res, mem, err = run_child(name, spec, work, timeout_s=args.max_minutes * 60 * 2 + 900)
-            results[name] = {"result": res, "memory": mem, "error": err}
-            if err:
-                print(f"  failed: {err}", flush=True)
-    table = report(spec, results, warm_meta)
+        if candidates:
+            search_spec = {**spec, "steps": args.search_steps, "eval_every": 10**6}
+            saved["search"] = {name: {"runs": [run_config(name, search_spec, f"search-{name}")]} for name in candidates}
+            fastest = {}
+            for name, e in saved["search"].items():
+                res = e["runs"][0]["result"]
+                side = CONFIGS[name][0]
+                if res and res.get("step_s_median") is not None and (side not in fastest or res["step_s_median"] < fastest[side][1]):
+                    fastest[side] = (name, res["step_s_median"])
+            systems = [fastest[side][0] for side in SIDES if side in fastest]
+            print("fastest of each side: " + ", ".join(systems), flush=True)
+        saved["systems"] = systems
+        saved["results"] = {name: {"runs": []} for name in systems}
+        for r in range(args.repeats):
+            k = r % len(systems)
+            for name in systems[k:] + systems[:k]:
+                saved["results"][name]["runs"].append(run_config(name, spec, f"{name}-r{r}"))
+    saved["load_avg_end"] = os.getloadavg()
+    table = report(saved)
     print()
     print(table)
-    out = {"started": started, "load_avg_start": load_start, "load_avg_end": os.getloadavg(), "machine": machine(),
-           "command": " ".join([Path(sys.executable).name, *sys.argv]), "spec": spec, "warm_start": warm_meta,
-           "results": results, "table": table}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(saved, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -125,3 +125,18 @@ def test_learner_bench_runs_the_real_update_and_reports_its_figures(tiny_model_d
     assert r["tflops"] == pytest.approx(r["flops_per_update"] / r["update_s_median"] / 1e12)
     assert r["mfu"] == pytest.approx(r["tflops"] / 2.0)
     assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["update_s_median"])
+
+
+def test_repeats_are_summarised_as_median_and_range_and_ratios_pair_rounds():
+    assert trl_bench.med_range([3.0, 1.0, 2.0]) == "2.00 (1.00-3.00)"
+    assert trl_bench.med_range([None, 4.0]) == "4.00"
+    assert trl_bench.med_range([None]) == "-"
+
+    def run(step, tta):
+        return {"result": {"step_s_median": step, "time_to_target_s": tta}, "memory": {}, "error": None}
+
+    ours = {"runs": [run(1.0, 10.0), run(2.0, None), run(1.5, 12.0)]}
+    theirs = {"runs": [run(4.0, 20.0), run(2.0, 30.0), {"result": None, "memory": {}, "error": "exit 1"}]}
+    # round 0: 1/4, round 1: 2/2; round 2 has no TRL run, so no ratio
+    assert trl_bench.ratios(ours, theirs, "step_s_median") == [0.25, 1.0]
+    assert trl_bench.ratios(ours, theirs, "time_to_target_s") == [0.5]  # round 1: ours never reached it
