@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: a PYTHONPATH tree (benchmarks/ab.sh) comes first
-from benchmarks.host import host
+from benchmarks.host import host, provenance
 
 SIZE_100M = [
     "model.tiny.hidden_size=768",
@@ -213,6 +213,7 @@ def main(argv=None) -> int:
         "overrides": overrides,
         "loss_last": stats.loss,
         **peak_memory_gib(device),
+        **provenance(),  # host, date, commit, command
     }
     if args.fsdp:
         import torch.distributed as dist
@@ -275,7 +276,7 @@ def warm_start_bench(args, cfg, learner, overrides) -> int:
         "device": host(), "torch": torch.__version__, "threads": torch.get_num_threads(), "mode": "warm_start",
         "batch_size": ws.batch_size, "steps_timed": len(times) * WARM_PIECE, "step_s": times, "step_s_median": median,
         "warmup_step_s": warmup_s, "compile": args.compile,
-        "overrides": overrides, "loss_last": out["losses"][-1], **peak_memory_gib(learner.device),
+        "overrides": overrides, "loss_last": out["losses"][-1], **peak_memory_gib(learner.device), **provenance(),
     }
     print(f"device {result['device']} ({result['threads']} threads), torch {torch.__version__}; warm start of {cfg.task.name}, "
           f"batch {ws.batch_size}, micro-batches: {cfg.optim.micro_batch_size} rows, {cfg.optim.micro_batch_tokens or 'any'} tokens")
