@@ -105,6 +105,17 @@ def placement(d: dict) -> list[str]:
     return rows
 
 
+def rollout_overhead(d: dict) -> list[str]:
+    rows = [f"Measured on {source(d)}. {d['repeats']} rounds of {d['calls']} measured calls per layout, median (min-max) over the rounds.", "",
+            "| layout | loop's call / bare vLLM (tokens/s) | vLLM inside the engine's actor / bare | vLLM's share of the loop's call | our decoding's share | the same completions |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, runs in d["layouts"].items():
+        col = lambda k, f=".2f": med_range([r[k] for r in runs], f)  # noqa: E731
+        same = "yes" if all(r["same_tokens"] for r in runs) else "no"
+        rows.append(f"| {name} | {col('driver_ratio')} | {col('vllm_ratio')} | {col('vllm_share')} | {col('decode_share', '.3f')} | {same} |")
+    return rows
+
+
 def learner() -> list[str]:
     """learner_bench's JSON files in benchmarks/results/learner/, one row per configuration,
     median (min-max) over its files (one file per round)."""
@@ -139,6 +150,7 @@ TABLES = {
     "trl_bench/breakdown": lambda: trl_breakdown(load("trl_bench")),
     "placement_bench": lambda: placement(load("placement_bench")),
     "learner_bench": learner,
+    "rollout_overhead": lambda: rollout_overhead(load("rollout_overhead")),
 }
 
 
