@@ -37,6 +37,14 @@ from rlreason.config import Config, ConfigError, dump
 log = logging.getLogger(__name__)
 
 
+def local_learner(cfg: Config, model_path: str):
+    """A Learner in this process with the run's settings (what the cluster's learner actor gets,
+    rlreason.cluster.actors.learner_kwargs), on every core unless ray.threads says otherwise."""
+    from rlreason.learner.policy import Learner
+
+    return Learner(model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, cfg.ray.threads or os.cpu_count() or 1, cfg.steps, cfg.critic)
+
+
 def step_delimiter(cfg: Config) -> str:
     from rlreason.prm import STEP_DELIMITERS
 
@@ -54,7 +62,6 @@ def resolve_policy(cfg: Config, inputs, run_dir: Path) -> tuple[str, dict]:
         raise ConfigError("key 'prm.policy': 'warm_start' needs warm_start.enabled; give prm.policy=PATH (a run, checkpoint or HF model)")
     from rlreason.data.curriculum import Mixture
     from rlreason.data.stream import demonstrations
-    from rlreason.learner.policy import Learner
     from rlreason.loop import cached_warm_start, warm_start_key
 
     ws = cfg.warm_start
@@ -65,7 +72,7 @@ def resolve_policy(cfg: Config, inputs, run_dir: Path) -> tuple[str, dict]:
         log.info("policy: the recipe's warm start, from the cache (%s)", cached)
         return str(cached), {"policy": "warm_start", "cached": True, "path": str(cached)}
     t0 = time.time()
-    learner = Learner(inputs.model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, cfg.ray.threads or os.cpu_count() or 1, cfg.steps, cfg.critic)
+    learner = local_learner(cfg, inputs.model_path)
     summary = cached_warm_start(cfg, learner, pairs, inputs.model_path)
     path = cached if (ws.cache and cached.is_dir()) else run_dir / "policy"
     if path == run_dir / "policy":
@@ -174,7 +181,6 @@ def train_revision_model(cfg: Config, policy: str, labels, out: Path) -> dict:
     import random
 
     from rlreason.config import WarmStartConfig
-    from rlreason.learner.policy import Learner
     from rlreason.revision import SEPARATORS, revision_pairs
 
     p = cfg.prm
@@ -188,7 +194,7 @@ def train_revision_model(cfg: Config, policy: str, labels, out: Path) -> dict:
     log.info("revision model: %d pairs (%d revisions, %d first attempts), %d steps from %s", len(pairs), n_revisions,
              len(pairs) - n_revisions, p.revision_steps, policy)
     t0 = time.time()
-    learner = Learner(policy, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, cfg.ray.threads or os.cpu_count() or 1, cfg.steps, cfg.critic)
+    learner = local_learner(cfg, policy)
     ws = WarmStartConfig(steps=p.revision_steps, batch_size=p.revision_batch_size, lr=p.revision_lr, warmup_steps=min(10, p.revision_steps - 1))
     summary = learner.warm_start(pairs, ws)
     shutil.rmtree(out, ignore_errors=True)

@@ -421,18 +421,18 @@ def _append(path, rows: list[dict]) -> None:
         f.flush()
 
 
-def _scorer(spec: str, es):
-    """(spec, score_fn(prompts, completions, rewards) -> (scores, tokens read), the PRM or None)."""
+def _scorer(spec: str):
+    """score_fn(prompts, completions, rewards) -> (scores, tokens read) for a scorer spec."""
     from rlreason.evaluate import PRMScorer, RewardModelScorer, parse_prm_scorer
 
     if spec == "verifier":
-        return lambda prompts, completions, rewards: (list(rewards), [0] * len(rewards)), None
+        return lambda prompts, completions, rewards: (list(rewards), [0] * len(rewards))
     model = PRMScorer(*parse_prm_scorer(spec)) if spec.startswith("prm:") else RewardModelScorer(spec[3:])
 
     def score(prompts, completions, rewards=None):
         return model(prompts, completions), list(model.read)
 
-    return score, model if spec.startswith("prm:") else None
+    return score
 
 
 @contextlib.contextmanager
@@ -502,7 +502,7 @@ def run_search(s) -> dict:
 
     def scorer(spec_):
         if spec_ not in loaded:
-            loaded[spec_] = _scorer(spec_, es)
+            loaded[spec_] = _scorer(spec_)
         return loaded[spec_]
 
     def judge(pairs):  # [(problem index, text)] -> rewards
@@ -535,7 +535,7 @@ def run_search(s) -> dict:
             scores, reads = {}, {}
             for spec_ in scorer_specs if sampled else []:
                 t1 = time.time()
-                scores[spec_], reads[spec_] = scorer(spec_)[0](row_prompts, texts, rewards)
+                scores[spec_], reads[spec_] = scorer(spec_)(row_prompts, texts, rewards)
                 new_timing.append({"part": f"score {spec_}", "s": time.time() - t1, "samples": len(flat)})
             new_rows, diff_rows = [], []
             for j, i in enumerate(c):
@@ -558,7 +558,7 @@ def run_search(s) -> dict:
                 if prm_spec and ids[i] not in have_difficulty:
                     k = s.difficulty_samples
                     if prm_spec not in scores:
-                        scores[prm_spec], reads[prm_spec] = scorer(prm_spec)[0](row_prompts, texts, rewards)
+                        scores[prm_spec], reads[prm_spec] = scorer(prm_spec)(row_prompts, texts, rewards)
                     probe = scores[prm_spec][sl][:k]
                     diff_rows.append({"id": ids[i], "difficulty": sum(probe) / len(probe),
                                       "probe_tokens": sum(gen[:k]), "probe_scorer_tokens": sum(reads[prm_spec][sl][:k])})
@@ -569,12 +569,12 @@ def run_search(s) -> dict:
         for st, b, c in todo_tree:
             t0 = time.time()
             if st.name == "revise":
-                _append(rows_path, revise_rows(engine, es, st, b, c, s, revision, scorer(st.scorer)[0], judge, done, ids))
+                _append(rows_path, revise_rows(engine, es, st, b, c, s, revision, scorer(st.scorer), judge, done, ids))
                 _append(timing_path, [{"part": f"{st.label}@{b}", "s": time.time() - t0, "problems": len(c)}])
                 bar.update(len(c))
                 continue
             results = tree_search(
-                engine, scorer(st.scorer)[0], [es.prompts[i] for i in c], b, s.beam_width, delimiter, st.name == "dvts",
+                engine, scorer(st.scorer), [es.prompts[i] for i in c], b, s.beam_width, delimiter, st.name == "dvts",
                 s.temperature, s.top_p, s.step_tokens or s.max_tokens, s.max_tokens, s.max_steps, s.seed + c.start,
             )
             if es.spec.extractor:  # the answer of the finished candidates' weighted vote (search-and-learn's weighted aggregation)
