@@ -174,18 +174,22 @@ def rebuild(text: str, doc: str) -> str:
 
 
 def stale_warnings() -> list[str]:
-    """Results files whose commit is older than the newest change to rlreason/."""
-    notes = []
+    """For each commit that results were measured at: the files under rlreason/ changed since
+    (the reader judges whether they touch what was measured)."""
+    by_commit: dict[str, list[str]] = {}
     for path in sorted(RESULTS.rglob("*.json")):
         commit = json.loads(path.read_text()).get("commit", "").split("+")[0]
+        by_commit.setdefault(commit, []).append(str(path.relative_to(RESULTS)))
+    notes = []
+    for commit, files in by_commit.items():
         try:
-            changed = subprocess.run(["git", "log", "--oneline", f"{commit}..HEAD", "--", "rlreason"], cwd=ROOT,
-                                     capture_output=True, text=True, check=True).stdout.split("\n")
+            changed = subprocess.run(["git", "diff", "--name-only", f"{commit}..HEAD", "--", "rlreason"], cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout.split()
         except (OSError, subprocess.CalledProcessError):
             continue
-        n = sum(1 for ln in changed if ln.strip())
-        if n:
-            notes.append(f"{path.relative_to(ROOT)}: measured at {commit}; rlreason/ changed in {n} commit(s) since: measure again or mark it stale")
+        if changed:
+            notes.append(f"{len(files)} result file(s) measured at {commit} ({files[0]}{', ...' if len(files) > 1 else ''}): "
+                         f"changed since under rlreason/: {', '.join(changed)}; measure again if that touches what they measure")
     return notes
 
 
