@@ -623,8 +623,15 @@ class _Tail:
 
 
 def warm_model(spec: dict, work: Path) -> Path:
-    """The cached warm-started model for these settings (built in a child on first use)."""
-    key = f"warm-s{spec['warm_steps']}-e{spec['teacher_error']}"
+    """The cached warm-started model for these settings (built in a child on first use), keyed
+    by the warm-start steps and teacher error, and a hash of the recipe's model, warm-start and
+    task settings and seed (a recipe that changes the model gets a warm start of its own)."""
+    import hashlib
+    from dataclasses import asdict
+
+    cfg = base_config(spec)
+    settings = json.dumps([asdict(cfg.model), asdict(cfg.warm_start), asdict(cfg.task), cfg.seed], sort_keys=True, default=str)
+    key = f"warm-s{spec['warm_steps']}-e{spec['teacher_error']}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
     out = work / key
     if not (out / "warm_start.json").exists():
         print(f"warm start: {spec['warm_steps']} supervised steps on the teacher (error {spec['teacher_error']}) -> {out}", flush=True)
