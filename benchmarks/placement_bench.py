@@ -128,6 +128,17 @@ def bare_tok_s(llm, calls: list[dict]) -> tuple[float, int]:
     return tokens / seconds, int(tokens)
 
 
+def run_bare(model: str, overrides: list[str], call_sets: list[list[dict]], tmp: Path) -> list[tuple[float, int]]:
+    """(tokens/s, tokens) of bare vLLM on each set of recorded calls, in a fresh child process of
+    this script (one built in a driver process after Ray ran ~4x slower than the same engine in
+    an actor), with the environment the actors have."""
+    spec = tmp / "bare.json"
+    spec.write_text(json.dumps({"model": model, "overrides": overrides, "calls": call_sets}))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "ERROR"}
+    out = subprocess.run([sys.executable, __file__, "--bare", str(spec)], check=True, capture_output=True, text=True, env=env)
+    return [tuple(x) for x in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=7, help="loop steps per layout; steps >= 2 are measured")
@@ -144,13 +155,12 @@ def main():
         print(json.dumps([bare_tok_s(llm, calls) for calls in spec["calls"]]))
         return
     from host import provenance
-    from trl_bench import warm_model
+    from trl_bench import default_warm_model
 
     saved = {**provenance(), "steps": args.steps, "repeats": args.repeats, "load_avg_start": os.getloadavg()}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    warm_dir = warm_model({"steps": args.steps, "prompts": 32, "group_size": 8, "max_tokens": 48, "temperature": 1.0,
-                           "lr": 2e-4, "warmup": 10, "schedule": "cosine", "warm_steps": 1000, "teacher_error": 0.6}, work)
+    warm_dir = default_warm_model(work)
     # optim.lr=1e-30: every update is computed in full (the groups are mixed) but moves no fp32
     # weight, so every step samples from the warm-started weights, as bare vLLM does: the same
     # completions, token for token (checked: the token counts must match)
@@ -167,14 +177,9 @@ def main():
                 figures, calls = run_layout(placement, workers, transport, args.steps, overrides, Path(tmp))
                 figures["wall_s"] = time.time() - t0
                 runs.append((figures, calls))
-            # after every actor is gone: bare vLLM in a fresh process (one built in this driver
-            # process, after Ray, ran ~4x slower than the same engine in an actor), on each
-            # layout's measured calls (the same prompts and seeds: the same config seed)
-            spec = Path(tmp) / "bare.json"
-            spec.write_text(json.dumps({"model": str(warm_dir), "overrides": overrides, "calls": [calls for _, calls in runs]}))
-            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "ERROR"}  # as the actors have them
-            out = subprocess.run([sys.executable, __file__, "--bare", str(spec)], check=True, capture_output=True, text=True, env=env)
-            bare = json.loads(out.stdout.strip().splitlines()[-1])
+            # after every actor is gone, on each layout's measured calls (the same prompts and
+            # seeds: the same config seed)
+            bare = run_bare(str(warm_dir), overrides, [calls for _, calls in runs], Path(tmp))
         for (figures, calls), (tok_s, tokens) in zip(runs, bare):
             figures["bare_vllm_tok_s"] = tok_s
             figures["loop_tokens"], figures["bare_tokens"] = sum(c["tokens"] for c in calls), tokens
@@ -190,13 +195,9 @@ def main():
     print(f"wrote {args.out}")
 
 
-def med_range(vals: list[float], spec: str = ".2f") -> str:
-    if len(vals) == 1:
-        return format(vals[0], spec)
-    return f"{format(statistics.median(vals), spec)} ({format(min(vals), spec)}-{format(max(vals), spec)})"
-
-
 def report(saved: dict) -> str:
+    from trl_bench import med_range
+
     lines = [f"{saved['host']}, {saved['date']}, commit {saved['commit']}: {saved['command']}",
              "same completions, token for token: " + ("yes" if all(r["loop_tokens"] == r["bare_tokens"] for runs in saved["layouts"].values() for r in runs) else "NO"),
              f"{'layout':28s} {'step s':>18s} {'sync share':>18s} {'loop tok/s':>22s} {'bare tok/s':>22s} {'rollout ratio':>18s}"]

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,22 +101,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="runs/rollout_overhead.json")
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/rlreason/trl_bench"), help="the warm-start cache (trl_bench's)")
-    ap.add_argument("--bare", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.bare:
-        from placement_bench import bare_tok_s, bare_vllm
-
-        spec = json.loads(Path(args.bare).read_text())
-        llm = bare_vllm(spec["model"], spec["overrides"])
-        bare_tok_s(llm, spec["calls"][0][:1])  # warm-up
-        print(json.dumps([bare_tok_s(llm, calls) for calls in spec["calls"]]))
-        return
     from host import provenance
-    from trl_bench import warm_model
+    from placement_bench import run_bare
+    from trl_bench import default_warm_model, med_range
 
     saved = {**provenance(), "calls": args.calls, "repeats": args.repeats}
-    warm_dir = warm_model({"steps": 1, "prompts": 32, "group_size": 8, "max_tokens": 48, "temperature": 1.0, "lr": 2e-4,
-                           "warmup": 10, "schedule": "cosine", "warm_steps": 1000, "teacher_error": 0.6}, Path(args.work))
+    warm_dir = default_warm_model(Path(args.work))
     overrides = [f"model.path={warm_dir}", "warm_start.enabled=false", "optim.lr=1e-30", "ray.num_cpus=4", "rollout.kv_cache_gib=1"]
     results: dict[str, list[dict]] = {}
     for r in range(args.repeats):
@@ -127,24 +116,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for placement in order:
                 runs.append(run_layout(placement, overrides, args.calls, Path(tmp)))
-            spec = Path(tmp) / "bare.json"
-            spec.write_text(json.dumps({"model": str(warm_dir), "overrides": overrides, "calls": [s for _, s in runs]}))
-            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "ERROR"}
-            out = subprocess.run([sys.executable, __file__, "--bare", str(spec)], check=True, capture_output=True, text=True, env=env)
-            bare = json.loads(out.stdout.strip().splitlines()[-1])
+            bare = run_bare(str(warm_dir), overrides, [calls for _, calls in runs], Path(tmp))
         for (fig, _), (tok_s, _tokens) in zip(runs, bare):
             fig.update(bare_tok_s=tok_s, round=r, driver_ratio=fig["driver_tok_s"] / tok_s, vllm_ratio=fig["vllm_tok_s"] / tok_s)
             print(json.dumps(fig), flush=True)
             results.setdefault(fig["placement"], []).append(fig)
     saved["layouts"] = results
 
-    def mr(vals, f=".2f"):
-        return f"{format(statistics.median(vals), f)} ({format(min(vals), f)}-{format(max(vals), f)})"
-
     print(f"{saved['host']}, {saved['date']}, commit {saved['commit']}: {saved['command']}")
     for name, runs in results.items():
-        print(f"{name:10s} loop/bare {mr([x['driver_ratio'] for x in runs])}  vLLM-in-actor/bare {mr([x['vllm_ratio'] for x in runs])}  "
-              f"vLLM share of the call {mr([x['vllm_share'] for x in runs])}  decode share {mr([x['decode_share'] for x in runs], '.3f')}  "
+        print(f"{name:10s} loop/bare {med_range([x['driver_ratio'] for x in runs])}  vLLM-in-actor/bare {med_range([x['vllm_ratio'] for x in runs])}  "
+              f"vLLM share of the call {med_range([x['vllm_share'] for x in runs])}  decode share {med_range([x['decode_share'] for x in runs], '.3f')}  "
               f"same tokens {all(x['same_tokens'] for x in runs)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(saved, indent=1) + "\n")

@@ -22,12 +22,11 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.host import host  # noqa: E402
+from benchmarks.host import provenance  # noqa: E402
 from rlreason.metrics import curriculum_table, read_metrics, rl_elapsed  # noqa: E402
 
 RECIPES = {
@@ -86,7 +85,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n in RECIPES if n in args.only]
     results: dict[str, list[dict]] = {n: [] for n in names}
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    prov = provenance()  # host, date (the start), commit, command
     for rep in range(args.repeats):
         order = names[rep % len(names):] + names[: rep % len(names)]  # rotated: no recipe always runs first
         for name in order:
@@ -103,13 +102,11 @@ def main() -> int:
             results[name].append(fig)
             print(f"  {name} seed {seed}: {fig['steps']} steps in {fig['rl_minutes']} min, frontier {fig['frontier']}, "
                   f"accuracy {fig['accuracy']}, tokens {fig['tokens_total']}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {"host": host(), "started": started, "commit": commit, "minutes": args.minutes, "repeats": args.repeats,
-            "command": "python benchmarks/self_improvement.py " + " ".join(sys.argv[1:])}
+    meta = {**prov, "started": prov["date"], "minutes": args.minutes, "repeats": args.repeats}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
 
     levels = sorted({d for runs in results.values() for r in runs for d in r["accuracy"]})
-    print(f"\n{meta['host']}, {started}, commit {commit}, {args.minutes} RL minutes a run, median (min-max) of {args.repeats}")
+    print(f"\n{meta['host']}, {meta['started']}, commit {meta['commit']}, {args.minutes} RL minutes a run, median (min-max) of {args.repeats}")
     print("| | steps | frontier | " + " | ".join(f"{d} digits" for d in levels) + " | tokens (M) |")
     print("| --- " * (4 + len(levels)) + "|")
     for name, runs in results.items():

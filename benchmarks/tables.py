@@ -24,7 +24,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = [ROOT / "README.md", ROOT / "docs" / "benchmarks.md"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trl_bench import CONFIGS, med_range, ratios, runs_of, summarize  # noqa: E402
+from trl_bench import CONFIGS, breakdown_shares, med_range, ratios, summarize  # noqa: E402
 
 
 def load(name: str) -> dict:
@@ -82,11 +82,7 @@ def trl_search(d: dict) -> list[str]:
 def trl_breakdown(d: dict) -> list[str]:
     rows = ["| configuration | share of step time, median of the runs (steps >= 2) |", "| --- | --- |"]
     for name in d["systems"]:
-        shares: dict[str, list[float]] = {}
-        for res in runs_of(d["results"][name]):
-            for k, v in (res.get("breakdown") or {}).items():
-                if k != "step_s":
-                    shares.setdefault(k, []).append(v)
+        shares = breakdown_shares(d["results"][name])
         src = "metrics.jsonl" if CONFIGS[name][0] == "ours" else "TRL's own timers"
         parts = ", ".join(f"{k} {100 * statistics.median(v):.0f}%" for k, v in shares.items() if statistics.median(v) >= 0.005)
         rows.append(f"| `{name}` ({src}) | {parts} |")

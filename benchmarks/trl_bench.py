@@ -641,6 +641,13 @@ def warm_model(spec: dict, work: Path) -> Path:
     return out
 
 
+def default_warm_model(work: Path) -> Path:
+    """The warm start of this benchmark's defaults (the default recipe's: 1000 steps, teacher
+    error 0.6), cached under `work`: the other benchmarks start from it too."""
+    return warm_model({"steps": 12, "prompts": 32, "group_size": 8, "max_tokens": 48, "temperature": 1.0, "lr": 2e-4,
+                       "warmup": 10, "schedule": "cosine", "warm_steps": 1000, "teacher_error": 0.6, "eval_size": 200}, work)
+
+
 ASYNC = ["rollout.max_staleness=1", "algo.tis_cap=2", "ray.threads=1", "ray.rollout_workers=2", "ray.num_cpus=4"]
 
 # Every configuration a side can be run in: name -> (child, label, options for the child).
@@ -713,6 +720,16 @@ def summarize(entry: dict, target: float) -> dict:
     }
 
 
+def breakdown_shares(entry: dict) -> dict[str, list[float]]:
+    """Each part's share of step time, one value per finished run of a configuration."""
+    shares: dict[str, list[float]] = {}
+    for res in runs_of(entry):
+        for k, v in (res.get("breakdown") or {}).items():
+            if k != "step_s":
+                shares.setdefault(k, []).append(v)
+    return shares
+
+
 def ratios(ours: dict, theirs: dict, key: str) -> list[float]:
     """Round by round (the same repeat index: both ran in the same round of the invocation)."""
     out = []
@@ -754,21 +771,14 @@ def report(saved: dict) -> str:
             st, tt = ratios(o, t, "step_s_median"), ratios(o, t, "time_to_target_s")
             lines.append(f"{ours[0]} / {name}: step time {med_range(st)}x, time to {target} {med_range(tt)}x "
                          f"(target <= 0.5; round by round, median (min-max))")
-        shares: dict[str, list[float]] = {}
-        for res in runs_of(o):
-            for k, v in (res.get("breakdown") or {}).items():
-                if k != "step_s":
-                    shares.setdefault(k, []).append(v)
+        shares = breakdown_shares(o)
         if shares:
             lines.append(f"{ours[0]}, share of step time (steps >= 2, median of runs): "
                          + ", ".join(f"{k} {100 * statistics.median(v):.0f}%" for k, v in shares.items()))
     for name in saved["systems"]:
         if CONFIGS[name][0] == "ours":
             continue
-        shares = {}
-        for res in runs_of(saved["results"][name]):
-            for k, v in (res.get("breakdown") or {}).items():
-                shares.setdefault(k, []).append(v)
+        shares = breakdown_shares(saved["results"][name])
         if shares:
             lines.append(f"{name}, share of step time (TRL's own timers, steps >= 2, median of runs): "
                          + ", ".join(f"{k} {100 * statistics.median(v):.0f}%" for k, v in shares.items()))
