@@ -2,7 +2,7 @@
 
     python benchmarks/async_bench.py [--steps 30] [--target 0.9] [--quick] [--out runs/bench/async.json]
 
-One warm start (the default recipe's), saved as step 0, then the same RL steps twice from that
+One warm start (recipes/addition_grpo_1m.yaml's, the 1.1M model), saved as step 0, then the same RL steps twice from that
 checkpoint: synchronous (rollout.max_staleness=0) and async (=1: step t+1's batch is sampled
 while the learner trains on step t). Both use algo.tis_cap=2.0 (a no-op when on-policy). Time
 to accuracy is the RL time (evaluation excluded) until the held-out greedy accuracy first
@@ -48,7 +48,7 @@ def summarize(rows: list[dict], target: float) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="recipes/addition_grpo.yaml")
+    ap.add_argument("--recipe", default="recipes/addition_grpo_1m.yaml")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--target", type=float, default=0.9)
     ap.add_argument("--eval-every", type=int, default=5)

@@ -4,7 +4,7 @@ FSDPLearner with --fsdp) on a locally built Qwen2-architecture model, timed upda
     python benchmarks/learner_bench.py                 # ~104M parameters, 32 x 8 rows of 128 + 256..1024 tokens (a GPU's size; on 2 CPU cores about 10 min an update)
     PYTHONPATH=. python3 benchmarks/learner_bench.py   # where rlreason is not installed (run from the repo root)
     python benchmarks/learner_bench.py --fsdp          # the same through FSDP2 (FSDPLearner, one rank)
-    python benchmarks/learner_bench.py --quick         # the default recipe's 1.1M model and lengths: seconds on a CPU
+    python benchmarks/learner_bench.py --quick         # addition_grpo_1m's 1.1M model and lengths: seconds on a CPU
     python benchmarks/learner_bench.py --set optim.micro_batch_size=32 optim.gradient_checkpointing=true
     python benchmarks/learner_bench.py --quick --warm-start   # the recipe's supervised warm start, timed in pieces of 10 steps
     python benchmarks/learner_bench.py --quick --compile      # the learner's model through torch.compile (dynamic shapes);
@@ -14,8 +14,8 @@ It needs torch, transformers and pyyaml only (no vLLM, no Ray), so it runs on a 
 those cannot be installed. The batch is what make_batch builds from sampled groups: P prompts
 x G completions, each a prompt of --prompt-tokens random tokens and a completion whose length
 is drawn uniformly from --completion-tokens LO HI, with non-zero advantages (no row is
-skipped). The learner is configured by the default recipe's algo/optim sections plus --set
-(optim.mixed_precision 'auto' = bf16 on a GPU; the default recipe's loss: token-mean PPO-clip,
+skipped). The learner is configured by --recipe's (addition_grpo_1m) algo/optim sections plus --set
+(optim.mixed_precision 'auto' = bf16 on a GPU; the recipe's loss: token-mean PPO-clip,
 one update per batch, no KL: one forward and one backward per row).
 
 FLOPs per update, counted on the real tokens (padding is not counted):
@@ -120,7 +120,7 @@ def peak_memory_gib(device) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the default recipe's 1.1M model and task lengths (CPU, seconds)")
+    ap.add_argument("--quick", action="store_true", help="addition_grpo_1m's 1.1M model and task lengths (CPU, seconds)")
     ap.add_argument("--fsdp", action="store_true", help="FSDPLearner (FSDP2) with one rank, in place of Learner")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--group-size", type=int, default=8)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
                          "10 steps, in place of the RL update; --warmup and --updates count pieces")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over the last timed update (or piece): the top ops by self time")
     ap.add_argument("--compile", action="store_true", help="torch.compile the learner's model (dynamic shapes) before the first update")
-    ap.add_argument("--recipe", default="recipes/addition_grpo.yaml")
+    ap.add_argument("--recipe", default="recipes/addition_grpo_1m.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides (optim.*, algo.*, model.*), applied last")
     ap.add_argument("--cache-dir", default=None, help="where the model is built (default: model.cache_dir)")
     ap.add_argument("--out", default="runs/bench/learner.json")

@@ -7,7 +7,7 @@ needs at its next difficulty, measured before any RL.
     python benchmarks/length_generalization.py --demos 1 2 3 --set model.tiny.rope_theta=1e9 --test 4   # RoPE ~off
 
 Warm start: Learner.warm_start on the teacher's demonstrations (its carry blind spot, the
-default recipe's settings, --steps steps), each digit count of --demos equally often. Then for
+settings of recipes/addition_grpo_1m.yaml, --steps steps), each digit count of --demos equally often. Then for
 each digit count of --test, 40 problems: 8 samples each at temperature 1 (sample accuracy and
 pass@8) and one greedy completion, by HF generate (no vLLM: the warm start and the sampling are
 the same code on any machine). Prints a table with the host, writes JSON (--out).
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from rlreason.learner.policy import Learner
     from rlreason.models import resolve_model
 
-    cfg = load_config("recipes/addition_grpo.yaml", [f"warm_start.steps={args.steps}", *args.set])
+    cfg = load_config("recipes/addition_grpo_1m.yaml", [f"warm_start.steps={args.steps}", *args.set])
     path = resolve_model(cfg.model)
     learner = Learner(path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, 0, 10)
     ws = cfg.warm_start

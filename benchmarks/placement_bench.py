@@ -1,4 +1,4 @@
-"""Placement figures on this machine: real loop steps of the default recipe for each layout
+"""Placement figures on this machine: real loop steps of recipes/addition_grpo_1m.yaml (the 1.1M model) for each layout
 (split with 1 and 2 rollout workers through the object store, and 2 through a gloo broadcast;
 colocated), from the warm-started tiny model, then bare vLLM on the same prompts.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so that tests.plugins:... rewards import
-RECIPE = ROOT / "recipes" / "addition_grpo.yaml"
+RECIPE = ROOT / "recipes" / "addition_grpo_1m.yaml"
 
 # (ray.placement, ray.rollout_workers, ray.transport)
 LAYOUTS = [("split", 1, "auto"), ("split", 2, "auto"), ("split", 2, "gloo"), ("colocated", 1, "auto")]

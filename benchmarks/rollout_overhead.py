@@ -5,7 +5,7 @@ return of the samples). Bare vLLM in a fresh process runs the same calls for the
 
     python benchmarks/rollout_overhead.py [--calls 6] [--repeats 3] [--out runs/rollout_overhead.json]
 
-Each call is what a step of the default recipe sends (32 prompts x 8 samples, 48 tokens, the
+Each call is what a step of recipes/addition_grpo_1m.yaml sends (32 prompts x 8 samples, 48 tokens, the
 loop's seeds), from trl_bench's cached warm-started model, and between two calls the learner
 takes a real update on the call's samples and the weights are synced, as in the loop
 (`optim.lr=1e-30`: the update is computed in full but no fp32 weight moves, so every call
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RECIPE = ROOT / "recipes" / "addition_grpo.yaml"
+RECIPE = ROOT / "recipes" / "addition_grpo_1m.yaml"
 LAYOUTS = ["split", "colocated"]
 
 

@@ -11,7 +11,7 @@ each run in its own child process (so that peak memory is that run's alone):
 - ours*:      the real `rlreason train` path: a local Ray cluster, the learner and the vLLM
               engine(s) as Ray actors, weight sync through the object store, checkpoints every
               10 steps (rlreason.cluster.placement.build_placement + rlreason.loop.run, as
-              rlreason.train.train builds them), with the default recipe's settings, in fp32 or
+              rlreason.train.train builds them), with recipes/addition_grpo_1m.yaml's settings (the 1.1M model), in fp32 or
               bf16, synchronous or async;
 - trl_hf*:    TRL GRPOTrainer, generation with HF `generate` (use_vllm=False), fp32 or bf16,
               one batch of 256 or TRL's gradient accumulation over 4 micro-batches;
@@ -62,7 +62,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPE = ROOT / "recipes" / "addition_grpo.yaml"
+RECIPE = ROOT / "recipes" / "addition_grpo_1m.yaml"
 SYSTEMS = ("ours", "trl_hf", "trl_vllm")
 LABELS = {"ours": "rlreason (Ray + vLLM)", "trl_hf": "TRL, HF generate", "trl_vllm": "TRL, vLLM colocate"}
 
@@ -73,7 +73,7 @@ LABELS = {"ours": "rlreason (Ray + vLLM)", "trl_hf": "TRL, HF generate", "trl_vl
 
 
 def base_config(spec: dict, extra: list[str] = ()):
-    """The default recipe with the benchmark's sizes and optimizer settings."""
+    """recipes/addition_grpo_1m.yaml (the 1.1M model; the default recipe until 2026-12-06) with the benchmark's sizes and optimizer settings."""
     from rlreason.config import load_config
 
     return load_config(RECIPE, [
@@ -189,7 +189,7 @@ class Clock:
 
 
 def child_warm(spec: dict, out: Path) -> None:
-    """Warm-start the tiny model once, as the default recipe does, and save it in HF format."""
+    """Warm-start the tiny model once, as the recipe does, and save it in HF format."""
     import torch
 
     from rlreason.data.stream import demonstrations, heldout_problems, make_task
@@ -642,7 +642,7 @@ def warm_model(spec: dict, work: Path) -> Path:
 
 
 def default_warm_model(work: Path) -> Path:
-    """The warm start of this benchmark's defaults (the default recipe's: 1000 steps, teacher
+    """The warm start of this benchmark's defaults (addition_grpo_1m's: 1000 steps, teacher
     error 0.6), cached under `work`: the other benchmarks start from it too."""
     return warm_model({"steps": 12, "prompts": 32, "group_size": 8, "max_tokens": 48, "temperature": 1.0, "lr": 2e-4,
                        "warmup": 10, "schedule": "cosine", "warm_steps": 1000, "teacher_error": 0.6, "eval_size": 200}, work)
@@ -653,7 +653,7 @@ ASYNC = ["rollout.max_staleness=1", "algo.tis_cap=2", "ray.threads=1", "ray.roll
 # Every configuration a side can be run in: name -> (child, label, options for the child).
 # --search runs them all and keeps each side's fastest (by median step time).
 CONFIGS = {
-    "ours": ("ours", "rlreason, the default recipe: fp32, synchronous, 1 engine", {}),
+    "ours": ("ours", "rlreason, addition_grpo_1m: fp32, synchronous, 1 engine", {}),
     "ours_bf16": ("ours", "rlreason, bf16 learner", {"bf16": True}),
     "ours_async": ("ours", "rlreason, async (staleness 1, TIS 2), 2 fp32 engines", {"ours_set": ASYNC}),
     "ours_async_bf16": ("ours", "rlreason, async, bf16 learner, 2 bf16 engines",

@@ -27,9 +27,14 @@ def max_diff(a, b) -> float:
 
 
 def make_config(model_cfg, *overrides, recipe: str | None = None):
-    """A config over the session's tiny model (and a recipe of recipes/ by name), 1 GiB of KV cache."""
+    """A config over the session's tiny model (and a recipe of recipes/ by name), 1 GiB of KV cache.
+    The session model's shape overrides a recipe's (addition_grpo.yaml's is smaller), so that a
+    learner built from the config matches the shared engine's weights."""
+    from dataclasses import asdict
+
     path = ROOT / "recipes" / f"{recipe}.yaml" if recipe else None
-    return load_config(path, [f"model.cache_dir={model_cfg.cache_dir}", "rollout.kv_cache_gib=1", *overrides])
+    shape = [f"model.tiny.{k}={v}" for k, v in asdict(model_cfg.tiny).items()]
+    return load_config(path, [f"model.cache_dir={model_cfg.cache_dir}", *shape, "rollout.kv_cache_gib=1", *overrides])
 
 
 
