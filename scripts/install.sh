@@ -37,4 +37,4 @@ else
   echo "usage: $0 [cpu|gpu]" >&2
   exit 2
 fi
-$PY scripts/check_env.py "$TARGET"
+$PY scripts/check_env.py "$TARGET" --imports

@@ -154,3 +154,18 @@ def test_images_run_the_cli_and_still_take_launcher_commands(dockerfile):
         assert entrypoints and entrypoints[-1].replace(" ", "") == "[]"
     else:
         assert not entrypoints
+
+
+def test_check_env_finds_this_stack_and_refuses_a_torchvision_beside_it(tmp_path):
+    """scripts/check_env.py's quick check (install.sh's fast path, no imports): this environment
+    passes; a torchvision on the path (it breaks `import vllm` beside the CPU torch) fails it, by name."""
+    import os
+    import sys
+
+    script = [sys.executable, str(ROOT / "scripts" / "check_env.py"), "cpu"]
+    ok = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: torch 2.13.0"), ok.stderr[-2000:]
+    (tmp_path / "torchvision").mkdir()
+    (tmp_path / "torchvision" / "__init__.py").write_text("")
+    bad = subprocess.run(script, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert bad.returncode == 1 and "torchvision is installed" in bad.stderr
