@@ -83,6 +83,15 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
         self.sleep_mode, self.asleep = sleep_mode, False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One 2-token request now: vLLM's first request costs about 1.8 s more than the next on
+        the 2-core CPU (issue 23), and here it is paid while the engine starts (in `rlreason
+        train`, beside the learner's warm start) instead of in the run's first evaluation.
+        Sampling seeds are per request, so later samples do not change."""
+        prompt = {"prompt_token_ids": self.tokenizer.encode("0")[:1] or [0]}
+        self.llm.generate([prompt], self._params(1, 1, 1.0, 1.0, 2, 0)[0], use_tqdm=False)
 
     def _params(self, n_prompts: int, n: int, temperature: float, top_p: float, max_tokens: int, seed: int, stop: list[str] | None = None):
         from vllm import SamplingParams
