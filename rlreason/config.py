@@ -837,6 +837,20 @@ def resume_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
     return [k for k in changed if k not in frozen], frozen
 
 
+def learner_kwargs(cfg: Config, model_path: str, threads: int) -> dict:
+    """rlreason.learner.policy.Learner's constructor arguments for this run (a learner actor's,
+    the colocated actor's, or one in this process: rlreason.prm_run)."""
+    return dict(model=model_path, algo=cfg.algo, optim=cfg.optim, dtype=cfg.model.dtype, seed=cfg.seed,
+                threads=threads, total_steps=cfg.steps, critic=cfg.critic)
+
+
+def engine_kwargs(cfg: Config, model_path: str, threads: int, weight_transfer: str | None = None) -> dict:
+    """rlreason.rollout.vllm_engine.VLLMEngine's constructor arguments for this run."""
+    return dict(model=model_path, dtype=cfg.engine_dtype, max_model_len=cfg.rollout.max_model_len,
+                kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.rollout.seed, threads=threads,
+                weight_transfer=weight_transfer, enforce_eager=cfg.rollout.enforce_eager)
+
+
 def dumps(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 

@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def local_learner(cfg: Config, model_path: str):
-    """A Learner in this process with the run's settings (what the cluster's learner actor gets,
-    rlreason.cluster.actors.learner_kwargs), on every core unless ray.threads says otherwise."""
+    """A Learner in this process with the run's settings (what the cluster's learner actor gets),
+    on every core unless ray.threads says otherwise."""
+    from rlreason.config import learner_kwargs
     from rlreason.learner.policy import Learner
 
-    return Learner(model_path, cfg.algo, cfg.optim, cfg.model.dtype, cfg.seed, cfg.ray.threads or os.cpu_count() or 1, cfg.steps, cfg.critic)
+    return Learner(**learner_kwargs(cfg, model_path, cfg.ray.threads or os.cpu_count() or 1))
 
 
 def step_delimiter(cfg: Config) -> str:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_segment(engine, path, model_cfg, run_dir, stop_at=None, resume=False, extra=()):
-    from rlreason.cluster.actors import learner_kwargs
+    from rlreason.config import learner_kwargs
     from rlreason.learner.policy import Learner
     from rlreason.loop import run
     from rlreason.sync import DirectSync

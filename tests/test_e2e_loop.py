@@ -193,7 +193,7 @@ ALGO_RECIPES = [
 
 def in_process_learner(cfg, path):
     """The Learner in this process (the subject here is the algorithm, not Ray)."""
-    from rlreason.cluster.actors import learner_kwargs
+    from rlreason.config import learner_kwargs
     from rlreason.learner.policy import Learner
 
     return Learner(**learner_kwargs(cfg, str(path), threads=0))  # 0: torch's threads as they are

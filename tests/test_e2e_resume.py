@@ -50,7 +50,7 @@ def segment(setup, run_dir, stop_at=None, resume=None):
     """One process lifetime of the learner: a fresh Learner, run (or resume) until stop_at, then
     dropped. The engine is the session's (the loop pushes the warm start, or on resume the restored
     policy, into it before it generates)."""
-    from rlreason.cluster.actors import learner_kwargs
+    from rlreason.config import learner_kwargs
     from rlreason.learner.policy import Learner
     from rlreason.loop import run
     from rlreason.sync import DirectSync

@@ -1,5 +1,6 @@
-"""Ray plumbing shared by the cluster modules: joining a cluster, actor environments, the
-constructor arguments of the learner and the engine, and one actor-group helper.
+"""Ray plumbing shared by the cluster modules: joining a cluster, actor environments and
+placement, and one actor-group helper (the learner's and the engine's constructor arguments
+are rlreason.config.learner_kwargs / engine_kwargs).
 
 `ActorGroup` calls a method on several actors at once and waits for all of them; it is the
 driver's side of every multi-actor object here (the learner's FSDP ranks, the rollout pool,
@@ -55,19 +56,6 @@ def actor_env(threads: int, extra: dict | None = None) -> dict:
             **(extra or {}),
         }
     }
-
-
-def learner_kwargs(cfg: Config, model_path: str, threads: int) -> dict:
-    """rlreason.learner.policy.Learner's constructor arguments for this run."""
-    return dict(model=model_path, algo=cfg.algo, optim=cfg.optim, dtype=cfg.model.dtype, seed=cfg.seed,
-                threads=threads, total_steps=cfg.steps, critic=cfg.critic)
-
-
-def engine_kwargs(cfg: Config, model_path: str, threads: int, weight_transfer: str | None = None) -> dict:
-    """rlreason.rollout.vllm_engine.VLLMEngine's constructor arguments for this run."""
-    return dict(model=model_path, dtype=cfg.engine_dtype, max_model_len=cfg.rollout.max_model_len,
-                kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.rollout.seed, threads=threads,
-                weight_transfer=weight_transfer, enforce_eager=cfg.rollout.enforce_eager)
 
 
 def in_bundle(pg, index: int = 0) -> dict:

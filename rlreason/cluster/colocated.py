@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ray
 
-from rlreason.cluster.actors import ActorGroup, actor_env, engine_kwargs, in_bundle, learner_kwargs, node_threads
+from rlreason.cluster.actors import ActorGroup, actor_env, in_bundle, node_threads
 from rlreason.cluster.learner_group import RemoteLearner
 from rlreason.cluster.sync import ColocatedSync
-from rlreason.config import Config
+from rlreason.config import Config, engine_kwargs, learner_kwargs
 from rlreason.rollout.vllm_engine import cpu_engine_env
 from rlreason.types import Sample
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ray
 
-from rlreason.cluster.actors import ActorGroup, actor_env, in_bundle, learner_kwargs, node_threads
-from rlreason.config import Config, ConfigError
+from rlreason.cluster.actors import ActorGroup, actor_env, in_bundle, node_threads
+from rlreason.config import Config, ConfigError, learner_kwargs
 from rlreason.types import Batch, UpdateStats
 
 

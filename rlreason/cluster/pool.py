@@ -23,8 +23,8 @@ import time
 import ray
 from ray.exceptions import RayActorError
 
-from rlreason.cluster.actors import ActorGroup, actor_env, engine_kwargs, gather, in_bundle, node_threads
-from rlreason.config import Config
+from rlreason.cluster.actors import ActorGroup, actor_env, gather, in_bundle, node_threads
+from rlreason.config import Config, engine_kwargs
 from rlreason.rollout.vllm_engine import VLLMEngine, cpu_engine_env
 from rlreason.types import Sample
 
