@@ -4,7 +4,7 @@ needs at its next difficulty, measured before any RL.
     python benchmarks/length_generalization.py --demos 3 --test 3 4 5             # 3-digit demonstrations only
     python benchmarks/length_generalization.py --demos 1 2 3 --hints --test 3 4 5  # 1-3 digits, index hints
     python benchmarks/length_generalization.py --demos 1 2 3 4 5 6 --hints --steps 2000 --test 6 7 8
-    python benchmarks/length_generalization.py --demos 1 2 3 --set model.tiny.rope_theta=1e9 --test 4   # RoPE ~off
+    python benchmarks/length_generalization.py --demos 1 2 3 --set model.tiny.rope_theta=1e9 --test 4   # RoPE slowed (its fastest pair still turns 1 rad a token)
 
 Warm start: Learner.warm_start on the teacher's demonstrations (its carry blind spot, the
 settings of recipes/addition_grpo_1m.yaml, --steps steps), each digit count of --demos equally often. Then for

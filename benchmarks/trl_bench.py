@@ -429,6 +429,17 @@ def child_trl(spec: dict, out: Path, use_vllm: bool) -> dict:
     bench = Bench()
     trainer = GRPOTrainer(model=model, reward_funcs=math, args=args, train_dataset=data, processing_class=tok,
                           optimizers=(opt, sched), callbacks=[bench])
+    # The first generate pays one-time costs (vLLM's first request about 1.8 s more than the next).
+    # Ours pays them in its set-up (VLLMEngine._warm_up), so TRL does too: one 2-token request
+    # before the RL clock starts, counted in its set-up time like ours.
+    if use_vllm:
+        from vllm import SamplingParams
+
+        trainer.vllm_generation.llm.generate([train[0].prompt], SamplingParams(max_tokens=2), use_tqdm=False)
+    else:
+        with torch.no_grad():
+            model.generate(tok(train[0].prompt, return_tensors="pt").input_ids, max_new_tokens=2, do_sample=False,
+                           pad_token_id=tok.eos_token_id)
     trainer.train()
     summary = clock.summary()
     summary["setup_s"] = bench.setup_s

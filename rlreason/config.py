@@ -79,9 +79,8 @@ class TinyModelConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 512
     max_position_embeddings: int = 256
-    # RoPE's base: positions rotate query/key pairs at frequencies theta^(-2i/head_dim). A very
-    # large base (1e9) leaves them all nearly unrotated: attention then sees order only through
-    # the causal mask ("NoPE"), reported to generalize to longer sequences than RoPE does.
+    # RoPE's base: positions rotate query/key pairs at frequencies theta^(-2i/head_dim). A larger
+    # base slows the low frequencies only: the first pair rotates 1 radian a token at any base.
     rope_theta: float = 10000.0
     seed: int = 0
 

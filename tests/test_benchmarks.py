@@ -2,6 +2,7 @@
 time is kept off the RL clock, and the step breakdowns add up. Timings are never asserted."""
 
 import importlib.util
+import random
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,36 @@ def test_learner_bench_runs_through_fsdp_and_records_where(tmp_path):
     d = json.loads(out.read_text())
     assert d["learner"] == "FSDPLearner (1 rank)" and len(d["update_s"]) == 1 and d["update_s"][0] > 0
     assert d["host"] and d["commit"] and d["command"].startswith("python benchmarks/learner_bench.py --quick --fsdp")
+
+
+_npath = Path(__file__).resolve().parents[1] / "benchmarks" / "notation_probe.py"
+
+
+def _notation_probe():
+    spec = importlib.util.spec_from_file_location("notation_probe", _npath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notation_probe_writes_347_plus_586_in_each_notation():
+    probe = _notation_probe()
+    prompt, completion, answer = probe.indexed(347, 586, 3, random.Random(0), gap=0, shuffle=False)
+    w, x, y, z = (prompt[i] for i in (0, 2, 4, 6))  # the sentinel's letter and the three digits'
+    assert [ord(c) - ord(w) for c in (x, y, z)] == [1, 2, 3]
+    assert prompt == f"{w}#{x}3{y}4{z}7+{w.upper()}#{x.upper()}5{y.upper()}8{z.upper()}6>"
+    assert completion == (f"{z}7+{z.upper()}6+0=13;{y}4+{y.upper()}8+1=13;{x}3+{x.upper()}5+1=9;{w}#;"
+                          f"\\boxed{{{w}0{x}9{y}3{z}3}}")
+    assert answer == f"{w}0{x}9{y}3{z}3"
+    carried = probe.indexed(999, 1, 3, random.Random(0), gap=0, shuffle=False)[2]
+    assert [c for c in carried if c.isdigit()] == list("1000")  # the sentinel holds the final carry: 999+001
+
+    shuffled, _, _ = probe.indexed(347, 586, 3, random.Random(0), gap=0, shuffle=True)
+    a, b = shuffled[:-1].split("+")
+    pairs = [a[i:i + 2] for i in range(0, 8, 2)]
+    assert "".join(p[1] for p in sorted(pairs)) == "#347" and pairs != sorted(pairs)  # the same lettered digits, another order
+    assert "".join(p[1] for p in sorted(b[i:i + 2] for i in range(0, 8, 2))) == "#586"
+
+    spaced, completion, answer = probe.gaps(347, 586, 3, random.Random(0), gap=5, error=0.0)
+    assert answer == "933" and completion.endswith("\\boxed{933}")
+    assert spaced.replace(" ", "")[1::2][:3] == "347"
