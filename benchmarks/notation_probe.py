@@ -2,9 +2,9 @@
 built so that a column's digits are found by content (a letter) rather than by distance, probed
 after a warm start, before any RL (docs/curriculum.md, "Notations that were tried").
 
-    python benchmarks/notation_probe.py gaps --gap 2                   # index hints, 0-2 random spaces after each hinted digit
+    python benchmarks/notation_probe.py gaps --gap 2 --steps 1000      # index hints, 0-2 random spaces after each hinted digit
     python benchmarks/notation_probe.py gaps --gap 5 --steps 1500      # 0-5 spaces
-    python benchmarks/notation_probe.py indexed --gap 5                # letters on both operands and the answer, a '#' sentinel
+    python benchmarks/notation_probe.py indexed --gap 5                # (1200 steps) letters on both operands and the answer, a '#' sentinel
     python benchmarks/notation_probe.py indexed --gap 0 --shuffle      # the same, each operand's lettered digits in random order
     python benchmarks/notation_probe.py indexed --gap 0 --shuffle --steps 3000
 
