@@ -38,7 +38,8 @@ process); that time is kept off the clock.
 Figures per run: median wall time per RL step (steps >= 2; everything between two step ends:
 generation, reward, update, sync, logging, checkpoints; not the evaluations), RL wall time
 and steps to the first evaluation at or above --target, set-up time (cluster, engine,
-trainer), peak RSS (and PSS) of the child's whole process tree (driver, Ray daemons and
+trainer, and on both sides one 2-token generate that takes the first request's one-time cost
+off the RL clock), peak RSS (and PSS) of the child's whole process tree (driver, Ray daemons and
 actors, vLLM), sampled every second with psutil; for ours the step breakdown from
 metrics.jsonl, for TRL its own profiling timers. Prints the tables, writes JSON (--out) with
 the host, date, commit and command; benchmarks/tables.py builds the docs' tables from it.
