@@ -26,6 +26,30 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: a PYTHONP
 from benchmarks.host import host
 
 
+def sample_and_score(model, tok, problems: list[tuple[str, str]], samples: int, budget: int, strip: bool = False) -> dict:
+    """For each (prompt, final answer): `samples` completions at temperature 1 and one greedy, by
+    HF generate, each right when it ends with the final answer (after strip() with strip=True).
+    Sample accuracy, pass@samples, greedy accuracy, and the last greedy completion."""
+    import torch
+
+    right = anyright = greedy = 0
+    example = ""
+    for prompt, final in problems:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            sampled = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=budget,
+                                     num_return_sequences=samples, pad_token_id=tok.eos_token_id)
+            first = model.generate(ids, do_sample=False, max_new_tokens=budget, pad_token_id=tok.eos_token_id)
+        texts = tok.batch_decode(sampled[:, ids.shape[1]:], skip_special_tokens=True)
+        ok = [(t.strip() if strip else t).endswith(final) for t in texts]
+        right, anyright = right + sum(ok), anyright + any(ok)
+        text = tok.decode(first[0, ids.shape[1]:], skip_special_tokens=True)
+        greedy += (text.strip() if strip else text).endswith(final)
+        example = f"{prompt} {text}"
+    return {"sample_acc": right / (len(problems) * samples), f"pass@{samples}": anyright / len(problems),
+            "greedy": greedy / len(problems), "greedy_example": example}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demos", type=int, nargs="+", default=[3], help="digit counts the teacher demonstrates")
@@ -61,23 +85,8 @@ def main(argv=None) -> int:
     rows = []
     for d in args.test:
         task, rng = AdditionTask(d, args.hints), random.Random(5)
-        right = anyright = greedy = 0
-        example = ""
-        for _ in range(args.problems):
-            p = task.sample(rng)
-            ids = tok(p.prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            budget = 10 * d + 16
-            with torch.no_grad():
-                sampled = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=budget,
-                                         num_return_sequences=args.samples, pad_token_id=tok.eos_token_id)
-                first = model.generate(ids, do_sample=False, max_new_tokens=budget, pad_token_id=tok.eos_token_id)
-            texts = tok.batch_decode(sampled[:, ids.shape[1]:], skip_special_tokens=True)
-            ok = [t.endswith(f"\\boxed{{{p.answer}}}") for t in texts]
-            right, anyright = right + sum(ok), anyright + any(ok)
-            greedy += tok.decode(first[0, ids.shape[1]:], skip_special_tokens=True).endswith(f"\\boxed{{{p.answer}}}")
-            example = f"{p.prompt} {tok.decode(first[0, ids.shape[1]:], skip_special_tokens=True)}"
-        rows.append({"digits": d, "sample_acc": right / (args.problems * args.samples), f"pass@{args.samples}": anyright / args.problems,
-                     "greedy": greedy / args.problems, "greedy_example": example})
+        problems = [(p.prompt, f"\\boxed{{{p.answer}}}") for p in (task.sample(rng) for _ in range(args.problems))]
+        rows.append({"digits": d, **sample_and_score(model, tok, problems, args.samples, 10 * d + 16)})
     result = {"host": host(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "demos": args.demos, "hints": args.hints,
               "steps": args.steps, "warm_start_s": warm_s, "loss_last": summary["warm_start/loss_last"], "rows": rows}
     print(f"{result['host']}, {result['date']}: warm start on {args.demos}-digit demonstrations{' with index hints' if args.hints else ''}, "

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: a PYTHONPATH tree comes first
 from benchmarks.host import host
+from benchmarks.length_generalization import sample_and_score
 from rlreason.data.addition import HINTS, scratchpad
 
 
@@ -114,23 +115,14 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     budget = (lambda d: 12 * d + 16) if args.notation == "gaps" else (lambda d: 16 * d + 30)
     for d in args.test:
-        rng, right, anyright, greedy, example = random.Random(5), 0, 0, 0, ""
+        rng, problems = random.Random(5), []
         for _ in range(args.problems):
             a, b = rng.randint(10 ** (d - 1), 10**d - 1), rng.randint(10 ** (d - 1), 10**d - 1)
             prompt, _, gold = make(a, b, d, rng)
-            final = f"\\boxed{{{gold}}}"
-            ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            with torch.no_grad():
-                sampled = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=budget(d),
-                                         num_return_sequences=8, pad_token_id=tok.eos_token_id)
-                first = model.generate(ids, do_sample=False, max_new_tokens=budget(d), pad_token_id=tok.eos_token_id)
-            ok = [t.strip().endswith(final) for t in tok.batch_decode(sampled[:, ids.shape[1]:], skip_special_tokens=True)]
-            right, anyright = right + sum(ok), anyright + any(ok)
-            text = tok.decode(first[0, ids.shape[1]:], skip_special_tokens=True)
-            greedy += text.strip().endswith(final)
-            example = f"{prompt} {text}"
-        print(f"{d} digits: sample acc {right / (8 * args.problems):.3f}  pass@8 {anyright / args.problems:.3f}  "
-              f"greedy {greedy / args.problems:.3f}  {example}", flush=True)
+            problems.append((prompt, f"\\boxed{{{gold}}}"))
+        row = sample_and_score(model, tok, problems, 8, budget(d), strip=True)
+        print(f"{d} digits: sample acc {row['sample_acc']:.3f}  pass@8 {row['pass@8']:.3f}  "
+              f"greedy {row['greedy']:.3f}  {row['greedy_example']}", flush=True)
     return 0
 
 
